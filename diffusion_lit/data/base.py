@@ -1,0 +1,119 @@
+"""Shared base class for the image data modules.
+
+Conventions every subclass follows, so that models and samplers never need to know which
+dataset they are trained on:
+
+* ``setup()`` assigns ``self.train_set`` and ``self.val_set`` (``torch.utils.data.Dataset``).
+* Each item is either an image tensor of shape (C, H, W), float32 in [-1, 1] (unlabelled
+  datasets such as the triangles), or a tuple ``(image, label)`` (labelled datasets); a batch
+  from the default collate is then (B, C, H, W) or ``[(B, C, H, W), (B,)]``.
+* ``num_channels`` and ``image_size`` (H = W) are known before ``setup()`` so that a model can
+  be built from the data module's configuration alone.
+"""
+
+from __future__ import annotations
+
+import abc
+import numbers
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from diffusion_lit.errors import UserError
+
+
+def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
+    """Return ``value`` as an int, or raise UserError naming ``name`` if it is not an integer
+    >= ``minimum`` (bools are rejected: ``True`` is almost always a misplaced flag)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise UserError(f"{name} must be an integer >= {minimum}{hint}, got {value!r}.")
+    return int(value)
+
+
+class TensorImageDataset(Dataset):
+    """A dataset over an in-memory tensor of images that yields the bare image tensor.
+
+    Unlike ``torch.utils.data.TensorDataset`` it returns ``images[i]`` rather than the
+    one-tuple ``(images[i],)``, so that an unlabelled batch is a plain (B, C, H, W) tensor.
+
+    Args:
+        images: tensor of shape (N, C, H, W); it is held by reference, not copied.
+    """
+
+    def __init__(self, images: torch.Tensor) -> None:
+        if images.ndim != 4:
+            raise ValueError(f"images must have shape (N, C, H, W), got shape {tuple(images.shape)}")
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+class ImageDataModule(pl.LightningDataModule, abc.ABC):
+    """Base for image data modules: argument checks and the train/val data loaders.
+
+    Subclasses implement ``setup()`` (assigning ``self.train_set`` and ``self.val_set``) and,
+    where something must be downloaded or generated once, ``prepare_data()``.
+
+    Args:
+        batch_size: samples per batch, >= 1.
+        num_workers: data-loading worker processes, >= 0 (0 loads in the main process, which is
+            fastest for small in-memory datasets because it avoids inter-process copies).
+        pin_memory: page-lock batches for faster host-to-GPU copies.
+    """
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False) -> None:
+        super().__init__()
+        self.batch_size = check_int("data.batch_size", batch_size, 1)
+        self.num_workers = check_int("data.num_workers", num_workers, 0, " (0 = load in the main process)")
+        self.pin_memory = bool(pin_memory)
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    @property
+    @abc.abstractmethod
+    def num_channels(self) -> int:
+        """Channels C of every image (1 for greyscale, 3 for RGB)."""
+
+    @property
+    @abc.abstractmethod
+    def image_size(self) -> int:
+        """Height = width of every image in pixels."""
+
+    def _loader(self, dataset: Dataset | None, name: str, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.{name} is not set: call prepare_data() and setup() before asking "
+                "for a data loader (the Lightning Trainer does this itself)."
+            )
+        # Dropping the ragged last batch keeps every training step the same size (stable
+        # loss scale, no recompilation); but a set no larger than one batch must keep it,
+        # or an epoch would contain no step at all.
+        drop_last = shuffle and len(dataset) > self.batch_size  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = {}
+        if self.num_workers > 0:
+            # Re-spawning workers every epoch costs seconds per epoch on small datasets.
+            kwargs["persistent_workers"] = True
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled batches of the training set; drops the last partial batch when there is
+        more than one batch's worth of data."""
+        return self._loader(self.train_set, "train_set", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Batches of the validation set in a fixed order (all samples kept)."""
+        return self._loader(self.val_set, "val_set", shuffle=False)

@@ -1,0 +1,6 @@
+"""Neural networks for diffusion models."""
+
+from diffusion_lit.models.embeddings import TimeEmbedding, sinusoidal_embedding
+from diffusion_lit.models.unet import UNet
+
+__all__ = ["UNet", "TimeEmbedding", "sinusoidal_embedding"]

@@ -1,0 +1,93 @@
+"""Sample from a trained checkpoint: ``python -m diffusion_lit.sample ckpt=PATH num_samples=64 out=grid.png``.
+
+The checkpoint's ``state_dict`` holds the EMA weights (see callbacks/ema.py) and its config
+rebuilds the network and schedule; the sampler comes from this command's ``sampler`` group
+(``sampler.num_steps=100`` respaces the chain).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from diffusion_lit.build import build_module
+from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors
+from diffusion_lit.errors import UserError
+from diffusion_lit.images import save_grid
+from diffusion_lit.lit.module import DiffusionModule
+
+TENSOR_SUFFIXES = (".npz", ".pt")
+
+
+def load_checkpoint(path: str | Path, sampler: DictConfig | None = None, map_location: str = "cpu") -> DiffusionModule:
+    """Rebuild the module stored in a diffusion_lit checkpoint and load its (EMA) weights.
+
+    ``sampler``, when given, replaces the sampler config saved with the checkpoint.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}. Pass ckpt=<run dir>/checkpoints/last.ckpt of a training run.")
+    try:
+        checkpoint: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # a truncated or foreign file: say so instead of a pickle traceback
+        raise UserError(f"could not read checkpoint {path}: {error}") from None
+    stored = checkpoint.get("diffusion_lit") if isinstance(checkpoint, dict) else None
+    if not stored or "state_dict" not in checkpoint:
+        raise UserError(
+            f"{path} is not a diffusion_lit checkpoint (no 'diffusion_lit' entry): "
+            "use a .ckpt written by `python -m diffusion_lit.train`."
+        )
+    cfg = OmegaConf.create(stored["config"])
+    if sampler is not None:
+        cfg.sampler = sampler
+    module = build_module(cfg, tuple(stored["image_shape"]), run_config=stored["config"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"checkpoint {path} does not match the network its config describes: {error}") from None
+    return module.eval()
+
+
+def save_tensors(samples: torch.Tensor, path: Path) -> Path:
+    """Write raw samples (N, C, H, W) in [-1, 1]: .npz (key ``samples``) or .pt."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npz":
+        np.savez_compressed(path, samples=samples.numpy())
+    else:
+        torch.save(samples, path)
+    return path
+
+
+def sample(cfg: DictConfig) -> Path:
+    if cfg.num_samples < 1:
+        raise UserError(f"num_samples must be >= 1, got {cfg.num_samples!r}.")
+    if cfg.save_tensors and Path(cfg.save_tensors).suffix not in TENSOR_SUFFIXES:
+        raise UserError(f"save_tensors must end in one of {TENSOR_SUFFIXES}, got {cfg.save_tensors!r}.")
+    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
+    module = load_checkpoint(cfg.ckpt, sampler=cfg.sampler).to(device)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    batches = []
+    for start in range(0, cfg.num_samples, cfg.batch_size):
+        count = min(cfg.batch_size, cfg.num_samples - start)
+        console.print(f"sampling {start + count}/{cfg.num_samples} ...", highlight=False)
+        batches.append(module.sample(count, generator=generator).cpu())
+    samples = torch.cat(batches)
+    out = save_grid(samples, cfg.out, nrow=cfg.get("nrow"))
+    console.print(f"wrote {out}", highlight=False)
+    if cfg.save_tensors:
+        console.print(f"wrote {save_tensors(samples, Path(cfg.save_tensors))}", highlight=False)
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
+def main(cfg: DictConfig) -> None:
+    report_user_errors(lambda: sample(cfg))
+
+
+if __name__ == "__main__":
+    main()
