@@ -13,14 +13,28 @@ from diffusion_lit.errors import UserError
 # conf/ sits beside the package in the repository (installed with `pip install -e .`).
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
-console = Console(stderr=True)
+console = Console()  # progress and results
+error_console = Console(stderr=True)
 Result = TypeVar("Result")
+
+
+def find_user_error(error: BaseException | None) -> UserError | None:
+    """The UserError behind ``error``: Hydra's instantiate wraps errors raised by constructors."""
+    while error is not None:
+        if isinstance(error, UserError):
+            return error
+        error = error.__cause__
+    return None
 
 
 def report_user_errors(task: Callable[[], Result]) -> Result:
     """Run ``task``; a UserError is printed as one message (no traceback) and exits with status 2."""
     try:
         return task()
-    except UserError as error:
-        console.print(f"[bold red]error:[/bold red] {error}", highlight=False)
+    except Exception as raised:
+        error = find_user_error(raised)
+        if error is None:
+            raise
+        error_console.print("[bold red]error:[/bold red]", end=" ")
+        error_console.print(str(error), markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -117,3 +117,11 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
     def val_dataloader(self) -> DataLoader:
         """Batches of the validation set in a fixed order (all samples kept)."""
         return self._loader(self.val_set, "val_set", shuffle=False)
+
+    def sample_metrics(self, samples: torch.Tensor) -> dict[str, float]:
+        """Dataset-specific quality metrics of generated samples, by name (none by default).
+
+        Args:
+            samples: generated images (N, C, H, W), nominally in [-1, 1].
+        """
+        return {}

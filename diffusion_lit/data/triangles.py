@@ -46,6 +46,7 @@ from PIL import Image, ImageDraw
 
 from diffusion_lit.data.base import ImageDataModule, TensorImageDataset, check_int
 from diffusion_lit.errors import UserError
+from diffusion_lit.metrics.triangles import triangle_validity
 
 Variant = Literal["aliased", "supersampled", "binary"]
 VARIANTS: tuple[str, ...] = get_args(Variant)
@@ -75,6 +76,16 @@ def _check_min_area_fraction(min_area_fraction: float) -> float:
             f"cover; default 0.02), got {min_area_fraction!r}."
         )
     return float(min_area_fraction)
+
+
+def _check_supersample_size(supersample_size: int, image_size: int) -> int:
+    supersample_size = check_int("data.supersample_size", supersample_size, 1)
+    if supersample_size < image_size:
+        raise UserError(
+            f"data.supersample_size must be >= data.image_size={image_size} (it is the drawing "
+            f"resolution before down-sampling; thesis: 720), got {supersample_size!r}."
+        )
+    return supersample_size
 
 
 def sample_triangle_vertices(
@@ -194,12 +205,7 @@ def render_triangles(
     min_area_fraction = _check_min_area_fraction(min_area_fraction)
     seed = check_int("data.seed", seed, 0)
     if variant == "supersampled":
-        supersample_size = check_int("data.supersample_size", supersample_size, 1)
-        if supersample_size < image_size:
-            raise UserError(
-                f"data.supersample_size must be >= data.image_size={image_size} (it is the drawing "
-                f"resolution before down-sampling; thesis: 720), got {supersample_size!r}."
-            )
+        supersample_size = _check_supersample_size(supersample_size, image_size)
 
     vertices = sample_triangle_vertices(num_images, min_area_fraction, np.random.default_rng(seed))
     if variant == "binary":
@@ -254,12 +260,10 @@ class TrianglesDataModule(ImageDataModule):
         _check_variant(variant)
         self.num_images = check_int("data.num_images", num_images, 2, " (one for training, one for validation)")
         self._image_size = check_int("data.image_size", image_size, 4)
-        self.supersample_size = check_int("data.supersample_size", supersample_size, 1)
-        if variant == "supersampled" and self.supersample_size < self._image_size:
-            raise UserError(
-                f"data.supersample_size must be >= data.image_size={self._image_size} (it is the drawing "
-                f"resolution before down-sampling; thesis: 720), got {supersample_size!r}."
-            )
+        # Only the supersampled variant draws at supersample_size, so only it needs a valid one.
+        if variant == "supersampled":
+            supersample_size = _check_supersample_size(supersample_size, self._image_size)
+        self.supersample_size = supersample_size
         self.min_area_fraction = _check_min_area_fraction(min_area_fraction)
         if not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
             raise UserError(f"data.val_fraction must lie in [0, 1), got {val_fraction!r}.")
@@ -285,6 +289,11 @@ class TrianglesDataModule(ImageDataModule):
             name += f"{self.supersample_size}"
         name += f"_area{self.min_area_fraction:g}_seed{self.seed}_v{_CACHE_FORMAT_VERSION}.npz"
         return self.data_dir / "triangles" / name
+
+    def sample_metrics(self, samples: torch.Tensor) -> dict[str, float]:
+        """``{"triangle_validity": rate}``: share of samples (N, 1, n, n) in [-1, 1] that show one
+        clean filled triangle (see :mod:`diffusion_lit.metrics.triangles`)."""
+        return {"triangle_validity": triangle_validity(samples).rate}
 
     def _generation_params(self) -> dict[str, object]:
         return {

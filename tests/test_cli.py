@@ -1,0 +1,129 @@
+"""The command-line entry points, run as a user would (subprocesses, tiny configs)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from diffusion_lit.cli import CONFIG_DIR
+from tests.conftest import run_cli
+
+SMOKE = ["model=tiny", "debug=smoke"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One smoke training run shared by the tests that need a checkpoint."""
+    workdir = tmp_path_factory.mktemp("train")
+    result = run_cli("diffusion_lit.train", *SMOKE, "hydra.run.dir=run", cwd=workdir)
+    return workdir / "run", result
+
+
+def test_train_writes_checkpoint_grids_curve_and_results(trained_run):
+    run_dir, result = trained_run
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in (run_dir / "samples").glob("samples_epoch*.png")) == [
+        "samples_epoch001.png", "samples_epoch002.png"
+    ]
+    assert (run_dir / "samples" / "forward_noising.png").is_file()
+    assert list((run_dir / "samples").glob("reverse_denoising_epoch*.png"))
+    assert (run_dir / "loss_curve.png").is_file()
+    assert (run_dir / "samples_final.png").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "csv" / "metrics.csv").is_file()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["global_step"] == 6 and results["eval_num_samples"] == 8
+    assert 0.0 <= results["triangle_validity"] <= 1.0
+    assert results["checkpoint"].endswith("last.ckpt")
+    assert str(run_dir) in result.stdout  # the run folder is printed
+
+
+def test_checkpoint_holds_ema_weights_and_config(trained_run):
+    run_dir, _ = trained_run
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    stored = checkpoint["diffusion_lit"]
+    assert stored["image_shape"] == [1, 16, 16]
+    assert stored["config"]["schedule"]["num_timesteps"] == 50
+    # WeightAveraging puts the EMA weights in state_dict and keeps the raw ones beside them.
+    assert "current_model_state" in checkpoint
+    ema, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert any(not torch.equal(ema[key], raw[key]) for key in ema if key.startswith("net."))
+
+
+def test_sample_reads_checkpoint_and_writes_grid_and_tensors(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    run_cli(
+        "diffusion_lit.sample", f"ckpt={ckpt}", "num_samples=6", "out=grid.png", "save_tensors=raw.npz",
+        "sampler.num_steps=5", cwd=tmp_path,
+    )
+    assert (tmp_path / "grid.png").is_file()
+    samples = np.load(tmp_path / "raw.npz")["samples"]
+    assert samples.shape == (6, 1, 16, 16) and samples.min() >= -1 and samples.max() <= 1
+    assert not (tmp_path / "outputs").exists()  # sampling writes only what it was asked for
+
+
+def test_sample_reports_missing_and_foreign_checkpoints(tmp_path):
+    result = run_cli("diffusion_lit.sample", "ckpt=nope.ckpt", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "checkpoint not found" in result.stderr and "Traceback" not in result.stderr
+    torch.save({"weights": 1}, tmp_path / "other.ckpt")
+    result = run_cli("diffusion_lit.sample", "ckpt=other.ckpt", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "not a diffusion_lit checkpoint" in result.stderr
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path):
+    run_cli(
+        "diffusion_lit.train", "-m", "schedule=linear,cosine", *SMOKE, "trainer.max_epochs=1", "eval.num_samples=0",
+        "hydra.sweep.dir=sweep", cwd=tmp_path,
+    )
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert len(jobs) == 2
+    assert jobs[0].startswith("0_") and "schedule=linear" in jobs[0]
+    assert jobs[1].startswith("1_") and "schedule=cosine" in jobs[1]
+    for job in jobs:
+        assert (tmp_path / "sweep" / job / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_cfg_job_and_help_show_the_composed_config(tmp_path):
+    result = run_cli("diffusion_lit.train", "schedule=cosine", "schedule.num_timesteps=200", "--cfg", "job", cwd=tmp_path)
+    assert "cosine_betas" in result.stdout and "num_timesteps: 200" in result.stdout
+    result = run_cli("diffusion_lit.train", "--help", cwd=tmp_path)
+    assert "== Config groups ==" in result.stdout and "schedule: cosine, linear, power, sigmoid, sine" in result.stdout
+
+
+def _group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"{group}={option}" for group in ["schedule", "data", "model", "sampler", "trainer", "logger", "callbacks",
+                                        "paths", "hydra", "debug", "experiment"]
+     for option in _group_options(group)],
+)
+def test_every_config_composes(override):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[override])
+    assert "_target_" in cfg.schedule and "_target_" in cfg.model.net and "_target_" in cfg.data
+    assert cfg.optimizer._partial_ and cfg.sampler._partial_
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("schedule=quadratic", "Could not find 'schedule/quadratic'"),
+        ("data=imagenet", "Could not find 'data/imagenet'"),
+        ("schedule.beta_end=1.5", "beta_end must lie in the open interval (0, 1), got 1.5"),
+        ("schedule.num_timesteps=0", "num_timesteps must be an integer >= 1, got 0"),
+        ("data.image_size=15", "image_size=15"),
+    ],
+)
+def test_bad_config_values_stop_with_a_clear_message(tmp_path, override, message):
+    result = run_cli("diffusion_lit.train", *SMOKE, override, "hydra.run.dir=run", cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert message in output, output
+    assert "Traceback" not in output
