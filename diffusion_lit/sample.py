@@ -68,7 +68,11 @@ def sample(cfg: DictConfig) -> Path:
         raise UserError(f"num_samples must be >= 1, got {cfg.num_samples!r}.")
     if cfg.save_tensors and Path(cfg.save_tensors).suffix not in TENSOR_SUFFIXES:
         raise UserError(f"save_tensors must end in one of {TENSOR_SUFFIXES}, got {cfg.save_tensors!r}.")
-    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
+    device = (
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if cfg.device == "auto" else cfg.device)
+    )
     module = load_checkpoint(cfg.ckpt, sampler=cfg.sampler).to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     batches = []

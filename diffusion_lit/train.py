@@ -50,7 +50,9 @@ def train(cfg: DictConfig) -> float | None:
     image_shape = (datamodule.num_channels, datamodule.image_size, datamodule.image_size)
     module = build_module(cfg, image_shape, run_config=OmegaConf.to_container(cfg, resolve=True))
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=order_callbacks(instantiate_all(cfg.get("callbacks"))), logger=instantiate_all(cfg.get("logger")) or False
+        cfg.trainer,
+        callbacks=order_callbacks(instantiate_all(cfg.get("callbacks"))),
+        logger=instantiate_all(cfg.get("logger")) or False,
     )
 
     started = time.perf_counter()
@@ -58,16 +60,21 @@ def train(cfg: DictConfig) -> float | None:
     fit_seconds = time.perf_counter() - started
     val_loss = trainer.callback_metrics.get("val/loss")
 
-    results: dict = {"fit_seconds": round(fit_seconds, 1), "global_step": trainer.global_step,
-                     "val_loss": None if val_loss is None else float(val_loss)}
+    results: dict = {
+        "fit_seconds": round(fit_seconds, 1),
+        "global_step": trainer.global_step,
+        "val_loss": None if val_loss is None else float(val_loss),
+    }
     # After fit the module holds the EMA weights (WeightAveraging copies them in on_train_end).
     if trainer.is_global_zero and cfg.eval.num_samples > 0:
         started = time.perf_counter()
         generator = torch.Generator(device=module.device).manual_seed(cfg.eval.seed)
-        samples = torch.cat([
-            module.sample(min(cfg.eval.batch_size, cfg.eval.num_samples - done), generator=generator)
-            for done in range(0, cfg.eval.num_samples, cfg.eval.batch_size)
-        ])
+        samples = torch.cat(
+            [
+                module.sample(min(cfg.eval.batch_size, cfg.eval.num_samples - done), generator=generator)
+                for done in range(0, cfg.eval.num_samples, cfg.eval.batch_size)
+            ]
+        )
         results["eval_sampling_seconds"] = round(time.perf_counter() - started, 1)
         results["eval_num_samples"] = int(samples.shape[0])
         results.update(getattr(datamodule, "sample_metrics", lambda _: {})(samples))

@@ -37,8 +37,13 @@ def test_ddpm_reproduces_gaussian_data(betas, num_steps, variance, std_tolerance
     generator = torch.Generator().manual_seed(0)
     noise = torch.randn((4096, 1, 2, 2), generator=generator)
     samples = ddpm_sample(
-        gaussian_eps_predictor(schedule, mean, std), schedule, noise, num_steps=num_steps,
-        generator=generator, variance=variance, clip_x0=False,
+        gaussian_eps_predictor(schedule, mean, std),
+        schedule,
+        noise,
+        num_steps=num_steps,
+        generator=generator,
+        variance=variance,
+        clip_x0=False,
     )
     assert abs(samples.mean().item() - mean) < 0.02
     # beta (the larger variance) overshoots the spread slightly; beta-tilde is exact as T grows.
@@ -50,8 +55,11 @@ def test_wrong_predictor_gives_wrong_moments():
     schedule = NoiseSchedule(linear_betas(300))
     generator = torch.Generator().manual_seed(0)
     samples = ddpm_sample(
-        gaussian_eps_predictor(schedule, 0.0, 1.0), schedule, torch.randn((4096, 1), generator=generator),
-        generator=generator, clip_x0=False,
+        gaussian_eps_predictor(schedule, 0.0, 1.0),
+        schedule,
+        torch.randn((4096, 1), generator=generator),
+        generator=generator,
+        clip_x0=False,
     )
     assert abs(samples.mean().item() - 0.5) > 0.3 or abs(samples.std().item() - 0.3) > 0.3
 

@@ -39,7 +39,7 @@ class LossCurve(Callback):
         figure, axis = plt.subplots(figsize=(5, 3.2))
         for label, points in (("train (epoch mean)", self.train_loss), ("validation (EMA weights)", self.val_loss)):
             if points:
-                epochs, values = zip(*points)
+                epochs, values = zip(*points, strict=True)
                 axis.plot(epochs, values, marker="o", markersize=3, label=label)
         axis.set_xlabel("epoch")
         axis.set_ylabel("noise-prediction loss")

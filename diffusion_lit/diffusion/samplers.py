@@ -16,8 +16,9 @@ Hydra configs in ``conf/sampler/`` bind the options with ``_partial_: true``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch

@@ -39,9 +39,7 @@ def sinusoidal_embedding(timesteps: Tensor, dim: int, max_period: float = 10000.
         ValueError: If ``timesteps`` is not 1-D, ``dim < 2`` or ``max_period <= 1``.
     """
     if timesteps.ndim != 1:
-        raise UserError(
-            f"timesteps must be a 1-D tensor of shape (B,), got shape {tuple(timesteps.shape)}"
-        )
+        raise UserError(f"timesteps must be a 1-D tensor of shape (B,), got shape {tuple(timesteps.shape)}")
     if dim < 2:
         raise UserError(f"embedding dim must be >= 2 (one sin/cos pair), got {dim}")
     if max_period <= 1:

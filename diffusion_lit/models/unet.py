@@ -74,9 +74,7 @@ class ResBlock(nn.Module):
         # Zero init: the block starts as the identity (skip path only), which keeps
         # activations well scaled through a deep stack of residual blocks at init.
         self.conv2 = _zero_(nn.Conv2d(out_channels, out_channels, 3, padding=1))
-        self.skip: nn.Module = (
-            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
-        )
+        self.skip: nn.Module = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         """Apply the block.
@@ -302,9 +300,7 @@ class UNet(nn.Module):
                 self.down.append(Downsample(ch))
                 skip_channels.append(ch)
 
-        self.mid = nn.ModuleList(
-            [res(ch, ch), AttentionBlock(ch, num_heads, norm_groups), res(ch, ch)]
-        )
+        self.mid = nn.ModuleList([res(ch, ch), AttentionBlock(ch, num_heads, norm_groups), res(ch, ch)])
 
         # Decoder: num_res_blocks + 1 blocks per level, each concatenating one skip.
         self.up = nn.ModuleList()
@@ -408,9 +404,7 @@ class UNet(nn.Module):
             Tensor of shape (B, out_channels, H, W) (bf16 under bf16 autocast).
         """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise UserError(
-                f"expected input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+            raise UserError(f"expected input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         height, width = x.shape[-2:]
         if height % self.size_multiple or width % self.size_multiple:
             raise UserError(

@@ -73,12 +73,14 @@ def main() -> None:
             step(batch)
             timings[name].append(time.perf_counter() - started)
 
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads={args.threads}, "
-          f"batch={args.batch_size}, {args.channels}x{args.image_size}x{args.image_size}, "
-          f"MALLOC_MMAP_MAX_={os.environ.get('MALLOC_MMAP_MAX_', 'unset')}, "
-          f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_', 'unset')}")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads={args.threads}, "
+        f"batch={args.batch_size}, {args.channels}x{args.image_size}x{args.image_size}, "
+        f"MALLOC_MMAP_MAX_={os.environ.get('MALLOC_MMAP_MAX_', 'unset')}, "
+        f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_', 'unset')}"
+    )
     baseline = None
-    print(f"| configuration | median s/step | images/s | ratio |\n|---|---|---|---|")
+    print("| configuration | median s/step | images/s | ratio |\n|---|---|---|---|")
     for name, seconds in timings.items():
         median = statistics.median(seconds)
         throughput = args.batch_size / median
