@@ -66,13 +66,13 @@ def save_tensors(samples: torch.Tensor, path: Path) -> Path:
 def sample(cfg: DictConfig) -> Path:
     if cfg.num_samples < 1:
         raise UserError(f"num_samples must be >= 1, got {cfg.num_samples!r}.")
+    if cfg.batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {cfg.batch_size!r}.")
     if cfg.save_tensors and Path(cfg.save_tensors).suffix not in TENSOR_SUFFIXES:
         raise UserError(f"save_tensors must end in one of {TENSOR_SUFFIXES}, got {cfg.save_tensors!r}.")
-    device = (
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if cfg.device == "auto" else cfg.device)
-    )
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     module = load_checkpoint(cfg.ckpt, sampler=cfg.sampler).to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     batches = []

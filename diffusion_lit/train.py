@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lit.build import build_module
 from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors
+from diffusion_lit.errors import UserError
 from diffusion_lit.images import save_grid
 
 
@@ -41,6 +42,11 @@ def train(cfg: DictConfig) -> float | None:
     Returns the final validation loss (the value a Hydra sweeper optimises).
     """
     output_dir = Path(cfg.paths.output_dir)
+    if cfg.eval.num_samples < 0 or cfg.eval.batch_size < 1:
+        raise UserError(
+            f"eval.num_samples must be >= 0 and eval.batch_size >= 1, got {cfg.eval.num_samples!r} "
+            f"and {cfg.eval.batch_size!r} (eval.num_samples=0 skips the final evaluation)."
+        )
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("float32_matmul_precision"):
@@ -77,7 +83,7 @@ def train(cfg: DictConfig) -> float | None:
         )
         results["eval_sampling_seconds"] = round(time.perf_counter() - started, 1)
         results["eval_num_samples"] = int(samples.shape[0])
-        results.update(getattr(datamodule, "sample_metrics", lambda _: {})(samples))
+        results.update(datamodule.sample_metrics(samples))
         results["final_samples"] = str(save_grid(samples[:64], output_dir / "samples_final.png"))
     if trainer.is_global_zero:
         checkpoint_callback = trainer.checkpoint_callback

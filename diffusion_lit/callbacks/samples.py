@@ -62,7 +62,7 @@ class SampleGrid(Callback):
         # The same seed every epoch: the grids show one set of starting noises evolving.
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         samples = pl_module.sample(self.num_samples, generator=generator)
-        metrics = getattr(trainer.datamodule, "sample_metrics", lambda _: {})(samples)
+        metrics = trainer.datamodule.sample_metrics(samples)
         for name, value in metrics.items():
             pl_module.log(f"samples/{name}", value, rank_zero_only=True)
         if trainer.is_global_zero:
@@ -110,19 +110,17 @@ class DenoisingStrips(Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: DiffusionModule) -> None:
         if not _is_due(trainer, self.every_n_epochs):
             return
-        recorded: dict[int, torch.Tensor] = {}
-        total = {"steps": 0}
+        recorded: list[torch.Tensor] = []  # x after each sampler step, in sampling order
 
         def record(step: SamplerStep) -> None:
-            recorded[step.index] = step.x.detach().cpu()
-            total["steps"] = step.num_steps
+            recorded.append(step.x.detach().cpu())
 
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         noise = torch.randn((self.num_images, *pl_module.image_shape), generator=generator, device=pl_module.device)
         pl_module.sample(self.num_images, generator=generator, callback=record, noise=noise)
         if not trainer.is_global_zero:
             return
-        num_steps = total["steps"]
+        num_steps = len(recorded)
         picks = sorted({round(i * (num_steps - 1) / (self.num_columns - 2)) for i in range(self.num_columns - 1)})
         columns = [noise.cpu()] + [recorded[index] for index in picks]
         labels = ["x_T (noise)"] + [f"step {index + 1}/{num_steps}" for index in picks]
