@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed ## create .venv (if missing) and install the project with its dev tools
 
-train: install ## train the default model (synthetic triangles, ~12 min on 2 CPU cores); ARGS="key=value ..."
+train: install ## train the default model (synthetic triangles, ~13 min on 2 CPU cores); ARGS="key=value ..."
 	$(BIN)/python -m diffusion_lit.train $(ARGS)
 
 test: install ## run the test suite (fast; no network)
