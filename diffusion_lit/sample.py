@@ -75,12 +75,14 @@ def sample(cfg: DictConfig) -> Path:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     module = load_checkpoint(cfg.ckpt, sampler=cfg.sampler).to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    batches = []
-    for start in range(0, cfg.num_samples, cfg.batch_size):
-        count = min(cfg.batch_size, cfg.num_samples - start)
-        console.print(f"sampling {start + count}/{cfg.num_samples} ...", highlight=False)
-        batches.append(module.sample(count, generator=generator).cpu())
-    samples = torch.cat(batches)
+    samples = module.sample_in_batches(
+        cfg.num_samples,
+        cfg.batch_size,
+        generator=generator,
+        on_batch=lambda done, total: console.print(
+            f"sampling {min(done + cfg.batch_size, total)}/{total} ...", highlight=False
+        ),
+    )
     out = save_grid(samples, cfg.out, nrow=cfg.get("nrow"))
     console.print(f"wrote {out}", highlight=False)
     if cfg.save_tensors:

@@ -75,12 +75,7 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero and cfg.eval.num_samples > 0:
         started = time.perf_counter()
         generator = torch.Generator(device=module.device).manual_seed(cfg.eval.seed)
-        samples = torch.cat(
-            [
-                module.sample(min(cfg.eval.batch_size, cfg.eval.num_samples - done), generator=generator)
-                for done in range(0, cfg.eval.num_samples, cfg.eval.batch_size)
-            ]
-        )
+        samples = module.sample_in_batches(cfg.eval.num_samples, cfg.eval.batch_size, generator=generator)
         results["eval_sampling_seconds"] = round(time.perf_counter() - started, 1)
         results["eval_num_samples"] = int(samples.shape[0])
         results.update(datamodule.sample_metrics(samples))

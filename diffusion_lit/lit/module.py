@@ -138,3 +138,22 @@ class DiffusionModule(pl.LightningModule):
         finally:
             self.net.train(was_training)
         return samples.clamp(-1.0, 1.0)
+
+    def sample_in_batches(
+        self,
+        num_samples: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """``sample`` for many images at bounded memory: batches of ``batch_size``, one generator.
+
+        ``on_batch(done, num_samples)`` is called before each batch (e.g. to print progress).
+        Returns (num_samples, C, H, W) on the CPU.
+        """
+        batches = []
+        for done in range(0, num_samples, batch_size):
+            if on_batch is not None:
+                on_batch(done, num_samples)
+            batches.append(self.sample(min(batch_size, num_samples - done), generator=generator).cpu())
+        return torch.cat(batches)
