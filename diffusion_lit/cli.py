@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from omegaconf.errors import MissingMandatoryValue
 from rich.console import Console
 
 from diffusion_lit.errors import UserError
@@ -20,10 +21,16 @@ Result = TypeVar("Result")
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:
-    """The UserError behind ``error``: Hydra's instantiate wraps errors raised by constructors."""
+    """The UserError behind ``error``: Hydra's instantiate wraps errors raised by constructors.
+
+    A config value left as ``???`` (e.g. ``data.path`` of ``data=folder``) is a user error too.
+    """
     while error is not None:
         if isinstance(error, UserError):
             return error
+        if isinstance(error, MissingMandatoryValue):
+            key = error.full_key or "a config value"
+            return UserError(f"{key} must be set: add {key}=... to the command line.")
         error = error.__cause__
     return None
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from diffusion_lit.build import build_module
 from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors
 from diffusion_lit.errors import UserError
+from diffusion_lit.files import atomic_write
 from diffusion_lit.images import save_grid
 from diffusion_lit.lit.module import DiffusionModule
 
@@ -55,11 +56,11 @@ def load_checkpoint(path: str | Path, sampler: DictConfig | None = None, map_loc
 
 def save_tensors(samples: torch.Tensor, path: Path) -> Path:
     """Write raw samples (N, C, H, W) in [-1, 1]: .npz (key ``samples``) or .pt."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".npz":
-        np.savez_compressed(path, samples=samples.numpy())
-    else:
-        torch.save(samples, path)
+    with atomic_write(path) as file:
+        if path.suffix == ".npz":
+            np.savez_compressed(file, samples=samples.numpy())
+        else:
+            torch.save(samples, file)
     return path
 
 

@@ -32,6 +32,30 @@ def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
     return int(value)
 
 
+def check_fraction(name: str, value: Any, hint: str = "") -> float:
+    """Return ``value`` as a float in [0, 1), or raise UserError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        raise UserError(f"{name} must lie in [0, 1){hint}, got {value!r}.")
+    return float(value)
+
+
+def split_indices(num_items: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random split of ``range(num_items)`` into (train, validation) indices.
+
+    About ``val_fraction`` of the items go to validation: at least one when the fraction is > 0,
+    and never all of them (one item is always kept for training). Each index list is sorted,
+    so that the items keep their original order within a split.
+    """
+    if num_items < 2:
+        raise UserError(f"need at least 2 images to split into training and validation sets, got {num_items}.")
+    num_val = int(round(num_items * val_fraction))
+    if val_fraction > 0:
+        num_val = max(num_val, 1)
+    num_val = min(num_val, num_items - 1)
+    order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
+    return order[num_val:].sort().values, order[:num_val].sort().values
+
+
 class TensorImageDataset(Dataset):
     """A dataset over an in-memory tensor of images that yields the bare image tensor.
 

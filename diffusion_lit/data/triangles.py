@@ -35,8 +35,6 @@ from 720 px take about 3 s; aliased and binary take well under a second.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -44,8 +42,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from diffusion_lit.data.base import ImageDataModule, TensorImageDataset, check_int
+from diffusion_lit.data.base import ImageDataModule, TensorImageDataset, check_fraction, check_int, split_indices
 from diffusion_lit.errors import UserError
+from diffusion_lit.files import atomic_write
 from diffusion_lit.metrics.triangles import triangle_validity
 
 Variant = Literal["aliased", "supersampled", "binary"]
@@ -265,9 +264,7 @@ class TrianglesDataModule(ImageDataModule):
             supersample_size = _check_supersample_size(supersample_size, self._image_size)
         self.supersample_size = supersample_size
         self.min_area_fraction = _check_min_area_fraction(min_area_fraction)
-        if not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
-            raise UserError(f"data.val_fraction must lie in [0, 1), got {val_fraction!r}.")
-        self.val_fraction = float(val_fraction)
+        self.val_fraction = check_fraction("data.val_fraction", val_fraction)
         self.seed = check_int("data.seed", seed, 0)
         self.data_dir = Path(data_dir)
         self.variant: Variant = variant
@@ -319,23 +316,12 @@ class TrianglesDataModule(ImageDataModule):
             min_area_fraction=self.min_area_fraction,
             seed=self.seed,
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Every value is k/255 (k integer), so uint8 storage is lossless and 4x smaller.
         stored = np.rint(images * 255.0).astype(np.uint8)
-        # Write to a temporary file in the same folder, then rename: os.replace is atomic on
-        # one file system, so a crash mid-write (or a second process writing the same file)
-        # never leaves a truncated cache behind under the final name.
-        fd, tmp_name = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, images=stored, params=np.array(json.dumps(self._generation_params())))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.remove(tmp_name)
-            raise
+        # Atomic: a crash mid-write (or a second process writing the same file) never leaves
+        # a truncated cache behind under the final name.
+        with atomic_write(path) as f:
+            np.savez_compressed(f, images=stored, params=np.array(json.dumps(self._generation_params())))
 
     def _load_images(self) -> torch.Tensor:
         path = self.cache_path
@@ -363,12 +349,7 @@ class TrianglesDataModule(ImageDataModule):
         if self.train_set is not None:  # Lightning calls setup once per stage; load once.
             return
         images = self._load_images()
-        n = images.shape[0]
-        n_val = int(round(n * self.val_fraction))
-        if self.val_fraction > 0:
-            n_val = max(n_val, 1)
-        n_val = min(n_val, n - 1)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        train_index, val_index = split_indices(images.shape[0], self.val_fraction, self.seed)
         # Index once into contiguous tensors so that batches are cheap slices of memory.
-        self.train_set = TensorImageDataset(images[order[n_val:]].contiguous())
-        self.val_set = TensorImageDataset(images[order[:n_val]].contiguous())
+        self.train_set = TensorImageDataset(images[train_index].contiguous())
+        self.val_set = TensorImageDataset(images[val_index].contiguous())

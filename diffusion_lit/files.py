@@ -1,0 +1,34 @@
+"""Writing files so that a crash never leaves a truncated file under the final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
+    """Open a temporary file next to ``path`` for binary writing; on success it replaces ``path``.
+
+    ``os.replace`` is atomic on one file system, so readers (another process, a later run) see
+    either the old file or the complete new one, never a partial write; if the body raises
+    (or the process is killed), the temporary file is removed (or left under a ``.tmp``
+    name) and ``path`` is untouched. Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp_name)
+        raise
