@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from diffusion_lit.data import mnist as mnist_module
+from diffusion_lit.data.base import split_indices, subset_index
 from diffusion_lit.data.cifar10 import CIFAR10DataModule
 from diffusion_lit.data.download import sha256_of
 from diffusion_lit.data.folder import ImageFolderDataModule
@@ -196,6 +197,19 @@ def test_bad_options_are_rejected(tmp_path):
         MNISTDataModule(str(tmp_path), num_samples=0)
     with pytest.raises(UserError, match="data.path is not set"):
         ImageFolderDataModule(str(tmp_path), path=None)
+
+
+def test_split_and_subset_indices_are_seeded_disjoint_and_complete():
+    train, val = split_indices(100, 0.1, seed=3)
+    assert len(train) == 90 and len(val) == 10
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(100))
+    again_train, again_val = split_indices(100, 0.1, seed=3)
+    assert torch.equal(train, again_train) and torch.equal(val, again_val)
+    assert not torch.equal(val, split_indices(100, 0.1, seed=4)[1])
+    assert len(split_indices(5, 0.01, seed=0)[1]) == 1  # a positive fraction holds out at least one
+    subset = subset_index(50, 7, seed=1)
+    assert len(set(subset.tolist())) == 7 and torch.equal(subset, subset.sort().values)
+    assert torch.equal(subset, subset_index(50, 7, seed=1))
 
 
 # -- in-memory dataset --------------------------------------------------------------------------

@@ -155,6 +155,22 @@ def test_split_is_deterministic_per_seed(tmp_path):
     assert not torch.equal(a.val_set.images, c.val_set.images)
 
 
+def test_num_samples_trains_on_a_seeded_subset_of_the_training_split(tmp_path):
+    full, subset, again = (
+        small_module(tmp_path),
+        small_module(tmp_path, num_samples=20),
+        small_module(tmp_path, num_samples=20),
+    )
+    for dm in (full, subset, again):
+        dm.prepare_data()
+        dm.setup()
+    assert len(subset.train_set) == 20 and torch.equal(subset.val_set.images, full.val_set.images)
+    assert torch.equal(subset.train_set.images, again.train_set.images)
+    # Every subset image is one of the full training images.
+    sums = set(full.train_set.images.sum(dim=(1, 2, 3)).tolist())
+    assert set(subset.train_set.images.sum(dim=(1, 2, 3)).tolist()) <= sums
+
+
 def test_small_set_keeps_its_only_batch(tmp_path):
     dm = small_module(tmp_path, num_images=10, batch_size=64, val_fraction=0.1)
     dm.prepare_data()

@@ -56,6 +56,13 @@ def split_indices(num_items: int, val_fraction: float, seed: int) -> tuple[torch
     return order[num_val:].sort().values, order[:num_val].sort().values
 
 
+def subset_index(num_items: int, size: int, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded random subset of ``size`` of ``range(num_items)`` (all of them
+    if ``size >= num_items``)."""
+    order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
+    return order[:size].sort().values
+
+
 class TensorImageDataset(Dataset):
     """A dataset over an in-memory tensor of images that yields the bare image tensor.
 

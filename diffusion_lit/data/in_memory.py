@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Dataset
 
-from diffusion_lit.data.base import ImageDataModule, check_int
+from diffusion_lit.data.base import ImageDataModule, check_int, subset_index
 from diffusion_lit.data.preprocess import Transform, check_transform, preprocess
 from diffusion_lit.files import atomic_write
 
@@ -324,11 +324,9 @@ class InMemoryImageDataModule(ImageDataModule):
 
     def _subset(self, decoded: DecodedImages, size: int | None, option: str, offset: int) -> DecodedImages:
         available = decoded.images.shape[0]
+        if size is not None and size > available:
+            log.info("%s=%d exceeds the %d images available; using all of them", option, size, available)
         if size is None or size >= available:
-            if size is not None and size > available:
-                log.info("%s=%d exceeds the %d images available; using all of them", option, size, available)
             return decoded
-        # Separate streams (offset) so the training and validation subsets are independent.
-        generator = torch.Generator().manual_seed(self.seed * 2 + offset)
-        index = torch.randperm(available, generator=generator)[:size].sort().values
-        return decoded.select(index)
+        # Separate streams (offset) so that the training and validation subsets are independent.
+        return decoded.select(subset_index(available, size, self.seed * 2 + offset))

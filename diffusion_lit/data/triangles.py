@@ -42,7 +42,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from diffusion_lit.data.base import ImageDataModule, TensorImageDataset, check_fraction, check_int, split_indices
+from diffusion_lit.data.base import (
+    ImageDataModule,
+    TensorImageDataset,
+    check_fraction,
+    check_int,
+    split_indices,
+    subset_index,
+)
 from diffusion_lit.errors import UserError
 from diffusion_lit.files import atomic_write
 from diffusion_lit.metrics.triangles import triangle_validity
@@ -235,6 +242,8 @@ class TrianglesDataModule(ImageDataModule):
         min_area_fraction: smallest accepted triangle area as a fraction of the canvas.
         val_fraction: share of the images held out for validation, in [0, 1); at least one
             image is held out when it is > 0, and at least one is kept for training.
+        num_samples: train on a seeded random subset of this many of the training images
+            (None = all), as the real-image data modules do.
         seed: seeds both the rendering and the train/val split.
         batch_size: samples per batch, >= 1.
         num_workers: data-loading worker processes, >= 0.
@@ -250,6 +259,7 @@ class TrianglesDataModule(ImageDataModule):
         supersample_size: int = 720,
         min_area_fraction: float = 0.02,
         val_fraction: float = 0.1,
+        num_samples: int | None = None,
         seed: int = 0,
         batch_size: int = 64,
         num_workers: int = 0,
@@ -265,6 +275,7 @@ class TrianglesDataModule(ImageDataModule):
         self.supersample_size = supersample_size
         self.min_area_fraction = _check_min_area_fraction(min_area_fraction)
         self.val_fraction = check_fraction("data.val_fraction", val_fraction)
+        self.num_samples = None if num_samples is None else check_int("data.num_samples", num_samples, 1, " or null")
         self.seed = check_int("data.seed", seed, 0)
         self.data_dir = Path(data_dir)
         self.variant: Variant = variant
@@ -350,6 +361,8 @@ class TrianglesDataModule(ImageDataModule):
             return
         images = self._load_images()
         train_index, val_index = split_indices(images.shape[0], self.val_fraction, self.seed)
+        if self.num_samples is not None and self.num_samples < len(train_index):
+            train_index = train_index[subset_index(len(train_index), self.num_samples, self.seed)]
         # Index once into contiguous tensors so that batches are cheap slices of memory.
         self.train_set = TensorImageDataset(images[train_index].contiguous())
         self.val_set = TensorImageDataset(images[val_index].contiguous())
