@@ -19,14 +19,22 @@ def build_module(
     ``image_shape`` is (C, H, W) of the data; the net's input channels follow from it.
     """
     schedule = NoiseSchedule(instantiate(cfg.schedule))
-    net = instantiate(cfg.model.net, in_channels=image_shape[0])
+    model = cfg.model
+    # .get defaults: configs stored in checkpoints written before these options existed.
+    net_options = {"num_classes": model.num_classes} if model.get("num_classes", 0) else {}
+    net = instantiate(model.net, in_channels=image_shape[0], **net_options)
     return DiffusionModule(
         net=net,
         schedule=schedule,
         optimizer=instantiate(cfg.optimizer),
         sampler=instantiate(cfg.sampler),
         image_shape=image_shape,
-        loss=cfg.model.loss,
+        prediction=model.get("prediction", "eps"),
+        loss=model.loss,
+        weighting=model.get("weighting", "uniform"),
+        min_snr_gamma=model.get("min_snr_gamma", 5.0),
+        cond_drop_prob=model.get("cond_drop_prob", 0.1),
+        guidance_scale=model.get("guidance_scale", 1.0),
         lr_warmup_steps=cfg.lr_warmup_steps,
         run_config=run_config,
     )

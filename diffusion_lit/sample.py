@@ -2,7 +2,7 @@
 
 The checkpoint's ``state_dict`` holds the EMA weights (see callbacks/ema.py) and its config
 rebuilds the network and schedule; the sampler comes from this command's ``sampler`` group
-(``sampler.num_steps=100`` respaces the chain).
+(``sampler.steps=100`` respaces the chain).
 """
 
 from __future__ import annotations
@@ -64,6 +64,19 @@ def save_tensors(samples: torch.Tensor, path: Path) -> Path:
     return path
 
 
+def sample_labels(labels: Any, num_samples: int, num_classes: int) -> torch.Tensor | None:
+    """The ``labels=`` option as a (num_samples,) tensor: one class for all, or a list repeated
+    to length; None keeps the module's default (classes in turn)."""
+    if labels is None:
+        return None
+    if num_classes == 0:
+        raise UserError("labels= was given, but the checkpoint's model is unconditional (model.num_classes=0).")
+    values = [labels] if isinstance(labels, int) else list(labels)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < num_classes for v in values):
+        raise UserError(f"labels must be class indices in [0, {num_classes - 1}] (one or a list), got {labels!r}.")
+    return torch.tensor(values).repeat((num_samples + len(values) - 1) // len(values))[:num_samples]
+
+
 def sample(cfg: DictConfig) -> Path:
     if cfg.num_samples < 1:
         raise UserError(f"num_samples must be >= 1, got {cfg.num_samples!r}.")
@@ -76,6 +89,7 @@ def sample(cfg: DictConfig) -> Path:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     module = load_checkpoint(cfg.ckpt, sampler=cfg.sampler).to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    labels = sample_labels(cfg.get("labels"), cfg.num_samples, module.num_classes)
     samples = module.sample_in_batches(
         cfg.num_samples,
         cfg.batch_size,
@@ -83,6 +97,8 @@ def sample(cfg: DictConfig) -> Path:
         on_batch=lambda done, total: console.print(
             f"sampling {min(done + cfg.batch_size, total)}/{total} ...", highlight=False
         ),
+        labels=labels,
+        guidance_scale=cfg.get("guidance_scale"),
     )
     out = save_grid(samples, cfg.out, nrow=cfg.get("nrow"))
     console.print(f"wrote {out}", highlight=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 import lightning.pytorch as pl
@@ -36,6 +37,29 @@ def order_callbacks(callbacks: list[Callback]) -> list[Callback]:
     return sorted(callbacks, key=lambda callback: isinstance(callback, WeightAveraging))
 
 
+def check_class_conditioning(datamodule: Any, num_classes: int) -> None:
+    """A class-conditional model needs labelled data with at most ``num_classes`` classes.
+
+    Loads the data (``prepare_data`` + ``setup``; both are idempotent and Lightning's later
+    calls are then free) so that a mismatch stops the run before any training.
+    """
+    if not num_classes:
+        return
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    data_classes = getattr(datamodule, "num_classes", None)
+    if data_classes is None:
+        raise UserError(
+            f"model.num_classes={num_classes} needs labelled data, but data={type(datamodule).__name__} has no "
+            "labels (labelled: mnist, cifar10, folder with data.class_subfolders=true); use model.num_classes=0."
+        )
+    if data_classes > num_classes:
+        raise UserError(
+            f"the data has {data_classes} classes but model.num_classes={num_classes}: "
+            f"set model.num_classes={data_classes}."
+        )
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit, then sample ``cfg.eval.num_samples`` images from the EMA weights and report metrics.
 
@@ -53,6 +77,7 @@ def train(cfg: DictConfig) -> float | None:
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 
     datamodule = instantiate(cfg.data)
+    check_class_conditioning(datamodule, cfg.model.get("num_classes", 0))
     image_shape = (datamodule.num_channels, datamodule.image_size, datamodule.image_size)
     module = build_module(cfg, image_shape, run_config=OmegaConf.to_container(cfg, resolve=True))
     trainer: pl.Trainer = instantiate(

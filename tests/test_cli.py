@@ -63,7 +63,7 @@ def test_sample_reads_checkpoint_and_writes_grid_and_tensors(trained_run, tmp_pa
         "num_samples=6",
         "out=grid.png",
         "save_tensors=raw.npz",
-        "sampler.num_steps=5",
+        "sampler.steps=5",
         cwd=tmp_path,
     )
     assert (tmp_path / "grid.png").is_file()

@@ -1,14 +1,21 @@
 """Forward process and posterior against closed forms (practical eqs. 4 and 6, DDPM eqs. 4, 6-7)."""
 
+import pytest
 import torch
 
 from diffusion_lit.diffusion.process import (
+    check_prediction,
+    min_snr_weight,
     predict_eps_from_x0,
     predict_x0_from_eps,
+    prediction_target,
     q_posterior_mean_variance,
     q_sample,
+    v_from_x0_eps,
+    x0_and_eps,
 )
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, linear_betas
+from diffusion_lit.errors import UserError
 
 
 def test_q_sample_moments_match_closed_form():
@@ -82,3 +89,69 @@ def test_x0_eps_round_trip():
     xt = q_sample(schedule, x0, t, eps)
     torch.testing.assert_close(predict_x0_from_eps(schedule, xt, t, eps)[:7], x0[:7], rtol=1e-3, atol=2e-3)
     torch.testing.assert_close(predict_eps_from_x0(schedule, xt, t, x0)[1:], eps[1:], rtol=1e-3, atol=2e-3)
+
+
+# -- parameterizations and loss weights -------------------------------------------------------
+
+
+def _random_state(num_timesteps=1000, batch=64):
+    schedule = NoiseSchedule(cosine_betas(num_timesteps))
+    generator = torch.Generator().manual_seed(3)
+    x0 = torch.rand((batch, 1, 4, 4), generator=generator) * 2 - 1
+    eps = torch.randn(x0.shape, generator=generator)
+    t = torch.randint(0, num_timesteps, (batch,), generator=generator)
+    return schedule, x0, eps, t, q_sample(schedule, x0, t, eps)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_targets_and_conversions_are_exact_inverses(prediction):
+    schedule, x0, eps, t, xt = _random_state()
+    target = prediction_target(prediction, schedule, x0, eps, t)
+    x0_back, eps_back = x0_and_eps(prediction, schedule, target, xt, t)
+    # x0 from eps divides by sqrt(ab_t) (about 1e-3 at the noisiest cosine steps), eps from x0
+    # by sqrt(1 - ab_t) (about 6e-3 at t=0): float32 rounding is amplified accordingly.
+    torch.testing.assert_close(x0_back, x0, rtol=0, atol=2e-3)
+    torch.testing.assert_close(eps_back, eps, rtol=0, atol=2e-3)
+    mid = (t > 50) & (t < 950)  # away from the ends the round trip is exact to float32 precision
+    torch.testing.assert_close(x0_back[mid], x0[mid], rtol=0, atol=1e-5)
+    torch.testing.assert_close(eps_back[mid], eps[mid], rtol=0, atol=1e-5)
+
+
+def test_v_is_the_rotation_of_eps_and_x0():
+    """Salimans & Ho 2022: with alpha^2 + sigma^2 = 1, (x_t, v) is a rotation of (x0, eps), so
+    |x_t|^2 + |v|^2 = |x0|^2 + |eps|^2 elementwise."""
+    schedule, x0, eps, t, xt = _random_state()
+    v = v_from_x0_eps(schedule, x0, eps, t)
+    torch.testing.assert_close(xt**2 + v**2, x0**2 + eps**2, rtol=1e-5, atol=1e-5)
+
+
+def test_min_snr_weights_match_the_formula_and_equalise_the_x0_loss():
+    schedule, x0, eps, t, xt = _random_state()
+    gamma = 5.0
+    ab = schedule.alphas_bar[t].double()
+    snr = ab / (1 - ab)
+    torch.testing.assert_close(
+        min_snr_weight("x0", schedule, t, gamma).double(), snr.clamp(max=gamma), rtol=1e-5, atol=0
+    )
+    torch.testing.assert_close(
+        min_snr_weight("eps", schedule, t, gamma).double(), snr.clamp(max=gamma) / snr, rtol=1e-5, atol=0
+    )
+    torch.testing.assert_close(
+        min_snr_weight("v", schedule, t, gamma).double(), snr.clamp(max=gamma) / (snr + 1), rtol=1e-5, atol=0
+    )
+    # Whatever the parameterization, the weighted loss of a wrong prediction equals
+    # min(SNR, gamma) * |x0 - x0_hat|^2 (Hang et al. 2023, eq. 9): compare on one wrong x0_hat.
+    mid = (t > 20) & (t < 980)
+    x0_hat = x0 + 0.1 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(4))
+    eps_hat = predict_eps_from_x0(schedule, xt, t, x0_hat)
+    expected = snr.clamp(max=gamma) * ((x0 - x0_hat).double() ** 2).flatten(1).mean(1)
+    for prediction in ["eps", "x0", "v"]:
+        output = prediction_target(prediction, schedule, x0_hat, eps_hat, t)
+        target = prediction_target(prediction, schedule, x0, eps, t)
+        weighted = min_snr_weight(prediction, schedule, t, gamma) * ((output - target) ** 2).flatten(1).mean(1)
+        torch.testing.assert_close(weighted.double()[mid], expected[mid], rtol=2e-3, atol=1e-7)
+
+
+def test_unknown_prediction_is_a_user_error():
+    with pytest.raises(UserError, match="model.prediction must be one of"):
+        check_prediction("score")

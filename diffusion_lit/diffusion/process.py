@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from diffusion_lit.diffusion.schedules import NoiseSchedule
+from diffusion_lit.errors import UserError
 
 
 def extract(buffer: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -52,3 +53,71 @@ def predict_eps_from_x0(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tens
     return (xt - extract(schedule.sqrt_alphas_bar, t, xt.ndim) * x0) / extract(
         schedule.sqrt_one_minus_alphas_bar, t, xt.ndim
     )
+
+
+# -- parameterizations: what the network predicts --------------------------------------------
+#
+# With alpha_t = sqrt(ab_t) and sigma_t = sqrt(1 - ab_t) (so alpha^2 + sigma^2 = 1) and
+# x_t = alpha_t x_0 + sigma_t eps, the three common targets determine each other given x_t:
+#   eps  (Ho et al. 2020)
+#   x0   (the clean image)
+#   v  = alpha_t eps - sigma_t x_0   (Salimans & Ho 2022, sec. 4 and appendix D), whence
+#        x_0 = alpha_t x_t - sigma_t v   and   eps = sigma_t x_t + alpha_t v.
+
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def check_prediction(prediction: str) -> str:
+    if prediction not in PREDICTIONS:
+        raise UserError(f"model.prediction must be one of {list(PREDICTIONS)}, got {prediction!r}.")
+    return prediction
+
+
+def v_from_x0_eps(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """v = sqrt(ab_t) eps - sqrt(1 - ab_t) x_0 (Salimans & Ho 2022)."""
+    return (
+        extract(schedule.sqrt_alphas_bar, t, x0.ndim) * eps
+        - extract(schedule.sqrt_one_minus_alphas_bar, t, x0.ndim) * x0
+    )
+
+
+def prediction_target(
+    prediction: str, schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """What a network with parameterization ``prediction`` is trained to output for (x_0, eps, t)."""
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    return v_from_x0_eps(schedule, x0, eps, t)
+
+
+def x0_and_eps(
+    prediction: str, schedule: NoiseSchedule, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_0, eps) implied by a network ``output`` of kind ``prediction`` at (x_t, t); exact inverses
+    of :func:`prediction_target` (up to floating-point rounding)."""
+    if prediction == "eps":
+        return predict_x0_from_eps(schedule, xt, t, output), output
+    if prediction == "x0":
+        return output, predict_eps_from_x0(schedule, xt, t, output)
+    alpha = extract(schedule.sqrt_alphas_bar, t, xt.ndim)
+    sigma = extract(schedule.sqrt_one_minus_alphas_bar, t, xt.ndim)
+    return alpha * xt - sigma * output, sigma * xt + alpha * output
+
+
+def min_snr_weight(prediction: str, schedule: NoiseSchedule, t: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
+    """Per-sample loss weights of Min-SNR-gamma (Hang et al. 2023, eq. 9 and sec. 3.4), shape (B,).
+
+    Min-SNR weights the x_0-MSE by min(SNR_t, gamma); expressed as weights on the MSE of the
+    network's own target this is, with SNR_t = ab_t / (1 - ab_t):
+      x0: min(SNR, gamma);   eps: min(SNR, gamma) / SNR;   v: min(SNR, gamma) / (SNR + 1)
+    (||eps - eps_hat||^2 = SNR ||x0 - x0_hat||^2 and ||v - v_hat||^2 = (SNR + 1) ||x0 - x0_hat||^2).
+    """
+    snr = schedule.alphas_bar[t] / (1.0 - schedule.alphas_bar[t])
+    clipped = snr.clamp(max=gamma)
+    if prediction == "x0":
+        return clipped
+    if prediction == "eps":
+        return clipped / snr
+    return clipped / (snr + 1.0)

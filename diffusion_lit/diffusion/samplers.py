@@ -1,21 +1,32 @@
 """Samplers: stateless functions from starting noise to samples, all with ONE signature.
 
-    sampler(model_fn, schedule, noise, num_steps=None, generator=None, callback=None, **options)
+    sampler(model_fn, schedule, noise, steps=None, generator=None, callback=None, **options)
 
 * ``model_fn(x_t, t) -> eps``: the noise prediction for images (B, C, H, W) at timestep
-  indices t (B,) (wrap conditioning or guidance into it; see ``guidance``).
+  indices t (B,). Networks trained for x0 or v are wrapped into an eps predictor by the
+  LightningModule (:func:`diffusion_lit.diffusion.process.x0_and_eps`), and so is
+  classifier-free guidance (:mod:`diffusion_lit.diffusion.guidance`).
 * ``schedule``: the :class:`NoiseSchedule` the model was trained with.
 * ``noise``: x_T, the starting point (B, C, H, W), usually standard normal.
-* ``num_steps``: how many denoising steps; ``None`` means every one of the T steps.
+* ``steps``: how many network evaluations to spend, roughly (each sampler says exactly);
+  ``None`` means every one of the T timesteps.
 * ``generator``: the only source of randomness, so a seed reproduces a sample exactly.
 * ``callback(step)``: called after every step with a :class:`SamplerStep`, e.g. to record the
   trajectory for a denoising strip or to drive a progress bar.
+* ``spacing`` (keyword): how the ``steps`` timesteps are chosen, ``"time"`` or ``"logsnr"``
+  (:func:`timestep_subsequence`); each sampler defaults to what its paper recommends.
+
+Notation: ab_t = alphas_bar[t], alpha_t = sqrt(ab_t), sigma_t = sqrt(1 - ab_t),
+x_t = alpha_t x_0 + sigma_t eps. Every sampler runs on an ascending timestep subsequence
+t_0 = 0 < ... < t_{n-1} = T - 1 (:func:`timestep_subsequence`), from t_{n-1} down to t_0 and
+then one last step from t_0 to the clean image (ab = 1).
 
 Hydra configs in ``conf/sampler/`` bind the options with ``_partial_: true``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -43,20 +54,54 @@ class SamplerStep:
 SamplerCallback = Callable[[SamplerStep], None]
 
 
-def timestep_subsequence(num_timesteps: int, num_steps: int | None) -> list[int]:
-    """Evenly spaced timestep indices, ascending, always containing 0 and T - 1.
+SPACINGS = ("time", "logsnr")
+_LOWEST_HALF_LOG_SNR = -5.0
 
-    ``num_steps=None`` (or T) gives every timestep.
+
+def timestep_subsequence(
+    num_timesteps: int, steps: int | None, spacing: str = "time", alphas_bar: torch.Tensor | None = None
+) -> list[int]:
+    """``steps`` timestep indices, ascending, always containing 0 and T - 1.
+
+    ``spacing="time"`` spaces them evenly in t (DDPM respacing, DDIM); ``"logsnr"`` evenly in
+    the half log-SNR lambda_t = log(alpha_t / sigma_t) (needs ``alphas_bar``), which DPM-Solver
+    recommends for low-resolution images (Lu et al. 2022, sec. 3.3): it puts more steps at low
+    noise, where small images get their detail. Indices that would coincide are pushed apart,
+    so there are always exactly ``steps`` of them. ``steps=None`` (or T, or more than T) gives
+    every timestep.
     """
-    if num_steps is None or num_steps == num_timesteps:
+    if spacing not in SPACINGS:
+        raise UserError(f"sampler.spacing must be one of {list(SPACINGS)}, got {spacing!r}.")
+    if steps is None:
         return list(range(num_timesteps))
-    if int(num_steps) != num_steps or not 1 <= num_steps <= num_timesteps:
-        raise UserError(
-            f"sampler.steps must be an integer between 1 and the schedule's T={num_timesteps}, got {num_steps!r}."
-        )
-    if num_steps == 1:
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise UserError(f"sampler.steps must be an integer >= 1 or null (all T={num_timesteps} steps), got {steps!r}.")
+    if steps >= num_timesteps:
+        return list(range(num_timesteps))
+    steps = int(steps)
+    if steps == 1:
         return [num_timesteps - 1]
-    return sorted({int(round(v)) for v in np.linspace(0, num_timesteps - 1, int(num_steps))})
+    if spacing == "time":
+        positions = np.linspace(0, num_timesteps - 1, steps)
+    else:
+        if alphas_bar is None:
+            raise ValueError("logsnr spacing needs the schedule's alphas_bar")
+        ab = alphas_bar.double().cpu().numpy()
+        half_log_snr = 0.5 * (np.log(ab) - np.log1p(-ab))  # decreasing in t
+        # The noisy end is capped at lambda = -5 (SNR 4.5e-5: x_t is noise to within 0.7%);
+        # schedules with clipped final betas (cosine) would otherwise spend steps on pure noise.
+        lowest = max(half_log_snr[-1], _LOWEST_HALF_LOG_SNR)
+        targets = np.linspace(lowest, half_log_snr[0], steps)[::-1]  # ascending t
+        # Fractional timestep of each target by linear interpolation (np.interp needs increasing x).
+        positions = np.interp(targets, half_log_snr[::-1], np.arange(num_timesteps)[::-1])
+    indices = np.rint(positions).astype(np.int64)
+    indices[0], indices[-1] = 0, num_timesteps - 1
+    for i in range(1, steps):  # strictly increasing, upwards ...
+        indices[i] = max(indices[i], indices[i - 1] + 1)
+    indices[-1] = num_timesteps - 1
+    for i in range(steps - 2, -1, -1):  # ... and at most T - 1, downwards
+        indices[i] = min(indices[i], indices[i + 1] - 1)
+    return indices.tolist()
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -65,25 +110,83 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
+class _Trajectory:
+    """The pairs (t, s) of one sampling run, from T - 1 down to the clean image, with float64
+    schedule values; s = None stands for the clean image (ab = 1)."""
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        steps: int | None,
+        batch: int,
+        device: torch.device,
+        timesteps: list[int] | None = None,
+        spacing: str = "time",
+    ) -> None:
+        if timesteps is None:
+            timesteps = timestep_subsequence(schedule.num_timesteps, steps, spacing, schedule.alphas_bar)
+        self.timesteps = timesteps
+        self.alphas_bar = schedule.alphas_bar.double().cpu().numpy()
+        self.batch = batch
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+    def pairs(self) -> list[tuple[int, int | None]]:
+        descending = self.timesteps[::-1]
+        return list(zip(descending, [*descending[1:], None], strict=True))
+
+    def ab(self, t: int | None) -> float:
+        return 1.0 if t is None else float(self.alphas_bar[t])
+
+    def t_batch(self, t: int) -> torch.Tensor:
+        return torch.full((self.batch,), t, device=self.device, dtype=torch.long)
+
+
+def _denoise(
+    model_fn: ModelFn, x: torch.Tensor, t: torch.Tensor, ab_t: float, clip_x0: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0_hat, eps_hat) at (x_t, t). With ``clip_x0`` the clean-image estimate is clipped to
+    the data range [-1, 1] and eps re-derived from it, so that the two stay consistent."""
+    eps = model_fn(x, t).to(x.dtype)
+    x0 = (x - math.sqrt(1.0 - ab_t) * eps) / math.sqrt(ab_t)
+    if clip_x0:
+        x0 = x0.clamp(-1.0, 1.0)
+        eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1.0 - ab_t)
+    return x0, eps
+
+
+def _report(callback: SamplerCallback | None, index: int, total: int, t: int, x: torch.Tensor, x0: torch.Tensor):
+    if callback is not None:
+        callback(SamplerStep(index=index, num_steps=total, t=t, x=x, x0_pred=x0))
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"sampler.{option} must be one of {list(choices)}, got {value!r}.")
+
+
 @torch.no_grad()
 def ddpm_sample(
     model_fn: ModelFn,
     schedule: NoiseSchedule,
     noise: torch.Tensor,
-    num_steps: int | None = None,
+    steps: int | None = None,
     generator: torch.Generator | None = None,
     callback: SamplerCallback | None = None,
     *,
     variance: Literal["beta", "beta_tilde"] = "beta_tilde",
     clip_x0: bool = True,
+    spacing: str = "time",
 ) -> torch.Tensor:
     """Ancestral sampling of Ho et al. 2020 (Algorithm 2), optionally on fewer steps.
 
-    With ``num_steps < T`` the chain runs on an evenly spaced subsequence of timesteps with
-    the betas recomputed from the retained alphas_bar, as in Nichol & Dhariwal 2021 (sec. 4);
-    with ``num_steps=None`` it is exactly Algorithm 2.
+    With ``steps < T`` the chain runs on an evenly spaced subsequence of timesteps with the
+    betas recomputed from the retained alphas_bar, as in Nichol & Dhariwal 2021 (sec. 4);
+    with ``steps=None`` it is exactly Algorithm 2. One network evaluation per step.
 
-    Each step from t to its predecessor s (alphas_bar_s = 1 past the last step):
+    Each step from t to its predecessor s:
 
     1. eps = model_fn(x_t, t);  x0 = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t), clipped to
        [-1, 1] if ``clip_x0`` (the data range; it stabilises the early, noisy steps).
@@ -92,33 +195,249 @@ def ddpm_sample(
     3. x_s = mean + sigma z with sigma^2 = beta-tilde = beta (1 - ab_s) / (1 - ab_t) or
        sigma^2 = beta (``variance``, the two choices of Ho et al. sec. 3.2); no noise on the
        final step.
-
-    Returns x_0 samples shaped like ``noise``.
     """
-    if variance not in ("beta", "beta_tilde"):
-        raise UserError(f"sampler.variance must be 'beta' or 'beta_tilde', got {variance!r}.")
-    timesteps = timestep_subsequence(schedule.num_timesteps, num_steps)
-    alphas_bar = schedule.alphas_bar.double().cpu().numpy()
+    _check_choice("variance", variance, ("beta", "beta_tilde"))
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
     x = noise
-    batch = noise.shape[0]
-    for index, t in enumerate(reversed(timesteps)):
-        position = len(timesteps) - 1 - index
-        ab_t = float(alphas_bar[t])
-        ab_s = float(alphas_bar[timesteps[position - 1]]) if position > 0 else 1.0
-        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
-
-        eps = model_fn(x, t_batch).to(x.dtype)
-        x0 = (x - (1.0 - ab_t) ** 0.5 * eps) / ab_t**0.5
-        if clip_x0:
-            x0 = x0.clamp(-1.0, 1.0)
-
+    for index, (t, s) in enumerate(path.pairs()):
+        ab_t, ab_s = path.ab(t), path.ab(s)
+        x0, _ = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
         beta = 1.0 - ab_t / ab_s
-        coef_x0 = ab_s**0.5 * beta / (1.0 - ab_t)
-        coef_xt = (1.0 - beta) ** 0.5 * (1.0 - ab_s) / (1.0 - ab_t)
-        x = coef_x0 * x0 + coef_xt * x
-        if position > 0:
+        x = ab_s**0.5 * beta / (1.0 - ab_t) * x0 + (1.0 - beta) ** 0.5 * (1.0 - ab_s) / (1.0 - ab_t) * x
+        if s is not None:
             sigma2 = beta * (1.0 - ab_s) / (1.0 - ab_t) if variance == "beta_tilde" else beta
             x = x + sigma2**0.5 * randn_like(x, generator)
-        if callback is not None:
-            callback(SamplerStep(index=index, num_steps=len(timesteps), t=t, x=x, x0_pred=x0))
+        _report(callback, index, len(path), t, x, x0)
+    return x
+
+
+@torch.no_grad()
+def ddim_sample(
+    model_fn: ModelFn,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor,
+    steps: int | None = 50,
+    generator: torch.Generator | None = None,
+    callback: SamplerCallback | None = None,
+    *,
+    eta: float = 0.0,
+    clip_x0: bool = True,
+    spacing: str = "time",
+) -> torch.Tensor:
+    """DDIM (Song, Meng and Ermon 2021), one network evaluation per step.
+
+    ``eta=0`` is deterministic (the probability-flow map, first order); ``eta=1`` has the
+    DDPM posterior variance beta-tilde and equals :func:`ddpm_sample` on the same steps.
+    """
+    if not 0.0 <= eta <= 1.0:
+        raise UserError(f"sampler.eta must lie in [0, 1] (0 = deterministic DDIM, 1 = DDPM), got {eta!r}.")
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
+    return _ddim_loop(model_fn, path, noise, eta, clip_x0, generator, callback)
+
+
+def _ddim_loop(
+    model_fn: ModelFn,
+    path: _Trajectory,
+    noise: torch.Tensor,
+    eta: float,
+    clip_x0: bool,
+    generator: torch.Generator | None,
+    callback: SamplerCallback | None,
+) -> torch.Tensor:
+    """Song et al. 2021, eq. 12, from t to s: x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s - sigma^2) eps
+    + sigma z with sigma = eta sqrt((1 - ab_s) / (1 - ab_t)) sqrt(1 - ab_t / ab_s)."""
+    x = noise
+    for index, (t, s) in enumerate(path.pairs()):
+        ab_t, ab_s = path.ab(t), path.ab(s)
+        x0, eps = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
+        sigma = eta * math.sqrt((1.0 - ab_s) / (1.0 - ab_t) * (1.0 - ab_t / ab_s)) if s is not None else 0.0
+        x = math.sqrt(ab_s) * x0 + math.sqrt(max(1.0 - ab_s - sigma**2, 0.0)) * eps
+        if sigma > 0:
+            x = x + sigma * randn_like(x, generator)
+        _report(callback, index, len(path), t, x, x0)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(
+    model_fn: ModelFn, schedule: NoiseSchedule, x0: torch.Tensor, steps: int | None = 50, spacing: str = "time"
+) -> torch.Tensor:
+    """Run deterministic DDIM backwards, from clean images to the noise x_T that
+    :func:`ddim_sample` (``eta=0, clip_x0=False``, same ``steps``) maps back to them.
+
+    Each step from s up to t re-uses eps predicted at the lower level s (the usual
+    approximation of DDIM inversion, exact as the steps shrink): the first step from the
+    clean image uses eps at t_0, the smallest timestep.
+    """
+    path = _Trajectory(schedule, steps, x0.shape[0], x0.device, spacing=spacing)
+    x = x0
+    for t, s in reversed(path.pairs()):
+        ab_t, ab_s = path.ab(t), path.ab(s)
+        eps = model_fn(x, path.t_batch(s if s is not None else t)).to(x.dtype)
+        x0_pred = (x - math.sqrt(1.0 - ab_s) * eps) / math.sqrt(ab_s)
+        x = math.sqrt(ab_t) * x0_pred + math.sqrt(1.0 - ab_t) * eps
+    return x
+
+
+@torch.no_grad()
+def strided_sample(
+    model_fn: ModelFn,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    callback: SamplerCallback | None = None,
+    *,
+    stride: int = 30,
+    clip_x0: bool = False,
+) -> torch.Tensor:
+    """Iterative denoising on strided timesteps (seed 004, sections 1.4-1.5).
+
+    Timesteps T-1, T-1-stride, T-1-2 stride, ... down to 0 (or ``steps`` evenly spaced ones
+    when ``steps`` is given). At each t, with t' the next timestep:
+
+        x0_hat = (x_t - sqrt(1 - ab_t) eps_est) / sqrt(ab_t)
+        x_t'   = sqrt(ab_t') x0_hat + sqrt(1 - ab_t') eps_est
+
+    i.e. predict the clean image and re-noise it to t' with the estimated noise. This is DDIM
+    with eta = 0 on the strided timesteps (the tests check that they agree exactly).
+    """
+    if steps is not None:
+        timesteps = timestep_subsequence(schedule.num_timesteps, steps)
+    elif isinstance(stride, bool) or int(stride) != stride or stride < 1:
+        raise UserError(f"sampler.stride must be an integer >= 1, got {stride!r}.")
+    else:
+        timesteps = sorted({*range(schedule.num_timesteps - 1, -1, -int(stride)), 0})
+    path = _Trajectory(schedule, None, noise.shape[0], noise.device, timesteps=timesteps)
+    return _ddim_loop(model_fn, path, noise, 0.0, clip_x0, generator, callback)
+
+
+@torch.no_grad()
+def dpm_solver_sample(
+    model_fn: ModelFn,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor,
+    steps: int | None = 20,
+    generator: torch.Generator | None = None,
+    callback: SamplerCallback | None = None,
+    *,
+    clip_x0: bool = True,
+    spacing: str = "logsnr",
+) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), deterministic, one
+    network evaluation per step; meant for 10-25 steps.
+
+    With lambda_t = log(alpha_t / sigma_t), step size h_i = lambda_{t_i} - lambda_{t_{i-1}}
+    and the data prediction x0_i at step i, the update is the exponential integrator
+
+        x_{t_i} = (sigma_{t_i} / sigma_{t_{i-1}}) x_{t_{i-1}} - alpha_{t_i} (exp(-h_i) - 1) D_i
+
+    with D_i = x0_{i-1} on the first step (first order) and
+    D_i = (1 + 1/(2 r)) x0_{i-1} - 1/(2 r) x0_{i-2}, r = h_{i-1} / h_i, afterwards (second
+    order multistep). The last step, to the clean image (sigma = 0, lambda = inf), is first
+    order and returns the data prediction itself.
+    """
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
+    x = noise
+    previous_x0: torch.Tensor | None = None
+    previous_h: float | None = None
+    for index, (t, s) in enumerate(path.pairs()):
+        ab_t = path.ab(t)
+        x0, _ = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
+        if s is None:
+            x = x0
+        else:
+            ab_s = path.ab(s)
+            h = 0.5 * (math.log(ab_s / (1.0 - ab_s)) - math.log(ab_t / (1.0 - ab_t)))
+            if previous_x0 is None:
+                direction = x0
+            else:
+                r = previous_h / h
+                direction = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous_x0
+            x = math.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * x - math.sqrt(ab_s) * math.expm1(-h) * direction
+            previous_x0, previous_h = x0, h
+        _report(callback, index, len(path), t, x, x0)
+    return x
+
+
+@torch.no_grad()
+def sde_sample(
+    model_fn: ModelFn,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    callback: SamplerCallback | None = None,
+    *,
+    clip_x0: bool = False,
+    spacing: str = "time",
+) -> torch.Tensor:
+    """Euler-Maruyama on the reverse-time VP SDE (Song et al. 2021, eqs. 6 and 11).
+
+    The forward VP SDE dx = -beta(t)/2 x dt + sqrt(beta(t)) dw has ab(t) = exp(-int beta),
+    so over a step from t down to s the integrated rate is B = log(ab_s / ab_t). With the
+    score -eps / sigma_t, one Euler-Maruyama step of the reverse SDE
+    dx = [-beta/2 x - beta score] dt + sqrt(beta) dw_bar is
+
+        x_s = (1 + B / 2) x_t - (B / sigma_t) eps + sqrt(B) z.
+
+    The last step returns the denoised estimate x0_hat(x_{t_0}, t_0) (Tweedie's formula), as
+    Song et al. do. One network evaluation per step; first order, so it wants many steps
+    (hundreds to T).
+    """
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
+    x = noise
+    for index, (t, s) in enumerate(path.pairs()):
+        ab_t = path.ab(t)
+        x0, eps = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
+        if s is None:
+            x = x0
+        else:
+            rate = math.log(path.ab(s) / ab_t)
+            x = (1.0 + 0.5 * rate) * x - rate / math.sqrt(1.0 - ab_t) * eps + math.sqrt(rate) * randn_like(x, generator)
+        _report(callback, index, len(path), t, x, x0)
+    return x
+
+
+@torch.no_grad()
+def ode_sample(
+    model_fn: ModelFn,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor,
+    steps: int | None = 50,
+    generator: torch.Generator | None = None,
+    callback: SamplerCallback | None = None,
+    *,
+    clip_x0: bool = False,
+    spacing: str = "logsnr",
+) -> torch.Tensor:
+    """Heun's method (2nd order) on the probability-flow ODE (Song et al. 2021, eq. 13).
+
+    In the variables y = x / alpha_t and u = sigma_t / alpha_t the VP probability-flow ODE
+    becomes dy/du = eps(x, t) (Karras et al. 2022, sec. 3; Song et al. 2021, DDIM is its Euler
+    method), so one Heun step from t down to s is
+
+        d_t = eps(x_t, t);  y' = y_t + (u_s - u_t) d_t;  d_s = eps(alpha_s y', s)
+        y_s = y_t + (u_s - u_t) (d_t + d_s) / 2.
+
+    The last step, to u = 0, is an Euler step, i.e. it returns x0_hat(x_{t_0}, t_0).
+    Deterministic given the noise; 2 network evaluations per step except the last one, i.e.
+    2 * steps - 1 in all.
+    """
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
+    x = noise
+    for index, (t, s) in enumerate(path.pairs()):
+        ab_t = path.ab(t)
+        x0, eps_t = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
+        if s is None:
+            x = x0
+        else:
+            ab_s = path.ab(s)
+            alpha_t, alpha_s = math.sqrt(ab_t), math.sqrt(ab_s)
+            du = math.sqrt(1.0 - ab_s) / alpha_s - math.sqrt(1.0 - ab_t) / alpha_t
+            y = x / alpha_t
+            y_euler = y + du * eps_t
+            _, eps_s = _denoise(model_fn, alpha_s * y_euler, path.t_batch(s), ab_s, clip_x0)
+            x = alpha_s * (y + du * 0.5 * (eps_t + eps_s))
+        _report(callback, index, len(path), t, x, x0)
     return x

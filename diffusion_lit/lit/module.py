@@ -1,4 +1,5 @@
-"""The LightningModule: noise-prediction training of a U-Net under a NoiseSchedule, and sampling."""
+"""The LightningModule: training a U-Net denoiser under a NoiseSchedule (eps, x0 or v target,
+optional class conditioning), and sampling with any sampler, with classifier-free guidance."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffusion_lit import __version__
-from diffusion_lit.diffusion.process import q_sample
-from diffusion_lit.diffusion.samplers import SamplerCallback
+from diffusion_lit.diffusion.guidance import guided_eps
+from diffusion_lit.diffusion.process import check_prediction, min_snr_weight, prediction_target, q_sample, x0_and_eps
+from diffusion_lit.diffusion.samplers import ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.errors import UserError
 
-# Loss between predicted and true noise: MSE is Ho et al.'s L_simple; L1 is the cat slides' choice.
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "l1": F.l1_loss}
+# Element-wise loss between the network output and its target: MSE is Ho et al.'s L_simple,
+# L1 the cat slides' choice (seed 002), Huber (delta 1) quadratic near 0 and linear in the tails.
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mse": lambda output, target: F.mse_loss(output, target, reduction="none"),
+    "l1": lambda output, target: F.l1_loss(output, target, reduction="none"),
+    "huber": lambda output, target: F.huber_loss(output, target, reduction="none", delta=1.0),
+}
+WEIGHTINGS = ("uniform", "min_snr")
 
 
 def images_of(batch: torch.Tensor | tuple | list) -> torch.Tensor:
@@ -25,16 +33,30 @@ def images_of(batch: torch.Tensor | tuple | list) -> torch.Tensor:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
+def labels_of(batch: torch.Tensor | tuple | list) -> torch.Tensor | None:
+    """The labels (B,) of an (image, label) batch, or None for an unlabelled batch."""
+    return batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+
+
 class DiffusionModule(pl.LightningModule):
-    """Trains ``net`` to predict the noise eps in x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps.
+    """Trains ``net`` on x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps to predict eps, x_0 or v.
 
     Args:
-        net: the denoiser, ``net(x_t (B,C,H,W), t (B,)) -> eps (B,C,H,W)``.
+        net: the denoiser, ``net(x_t (B,C,H,W), t (B,)[, labels (B,)]) -> (B,C,H,W)``; a
+            class-conditional net has ``num_classes > 0`` and a ``null_label``.
         schedule: the noise schedule (its buffers move with the module).
         optimizer: a partial optimizer constructor (Hydra ``_partial_: true``) taking params.
         sampler: a partial sampler (``diffusion_lit.diffusion.samplers``) used by ``sample``.
         image_shape: (C, H, W) of the images the net is trained on (and ``sample`` draws).
-        loss: ``"mse"`` or ``"l1"`` on the noise.
+        prediction: the net's target, ``"eps"``, ``"x0"`` or ``"v"`` (see
+            :mod:`diffusion_lit.diffusion.process`); samplers always receive eps.
+        loss: ``"mse"``, ``"l1"`` or ``"huber"`` between output and target.
+        weighting: ``"uniform"`` or ``"min_snr"`` (Min-SNR-gamma, Hang et al. 2023).
+        min_snr_gamma: gamma of min-SNR weighting (paper: 5).
+        cond_drop_prob: for a class-conditional net, the probability of replacing a label by
+            the null label during training (classifier-free guidance; Ho & Salimans use 0.1-0.2).
+        guidance_scale: default classifier-free guidance scale of ``sample`` (1 = plain
+            conditional sampling).
         lr_warmup_steps: linear learning-rate warm-up over this many optimizer steps.
         run_config: the resolved run config, stored in every checkpoint so that it can be
             rebuilt without the original config files.
@@ -47,13 +69,24 @@ class DiffusionModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         sampler: Callable[..., torch.Tensor],
         image_shape: tuple[int, int, int],
-        loss: Literal["mse", "l1"] = "mse",
+        prediction: Literal["eps", "x0", "v"] = "eps",
+        loss: Literal["mse", "l1", "huber"] = "mse",
+        weighting: Literal["uniform", "min_snr"] = "uniform",
+        min_snr_gamma: float = 5.0,
+        cond_drop_prob: float = 0.1,
+        guidance_scale: float = 1.0,
         lr_warmup_steps: int = 0,
         run_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise UserError(f"model.loss must be one of {sorted(LOSSES)}, got {loss!r}.")
+        if weighting not in WEIGHTINGS:
+            raise UserError(f"model.weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}.")
+        if not min_snr_gamma > 0:
+            raise UserError(f"model.min_snr_gamma must be > 0 (paper: 5), got {min_snr_gamma!r}.")
+        if not 0.0 <= cond_drop_prob < 1.0:
+            raise UserError(f"model.cond_drop_prob must lie in [0, 1), got {cond_drop_prob!r}.")
         if lr_warmup_steps < 0:
             raise UserError(f"model.lr_warmup_steps must be >= 0, got {lr_warmup_steps!r}.")
         self.net = net
@@ -61,25 +94,76 @@ class DiffusionModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.sampler = sampler
         self.image_shape = tuple(int(size) for size in image_shape)
+        self.prediction = check_prediction(prediction)
         self.loss_fn = LOSSES[loss]
+        self.weighting = weighting
+        self.min_snr_gamma = float(min_snr_gamma)
+        self.num_classes = int(getattr(net, "num_classes", 0))
+        self.cond_drop_prob = float(cond_drop_prob)
+        self.guidance_scale = guidance_scale
         self.lr_warmup_steps = lr_warmup_steps
         self.run_config = run_config or {}
-        self.save_hyperparameters({"loss": loss, "lr_warmup_steps": lr_warmup_steps})
+        self.save_hyperparameters(
+            {
+                "prediction": prediction,
+                "loss": loss,
+                "weighting": weighting,
+                "min_snr_gamma": min_snr_gamma,
+                "cond_drop_prob": cond_drop_prob,
+                "lr_warmup_steps": lr_warmup_steps,
+            }
+        )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.net(x, t)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self._net(x, t, labels)
 
-    def diffusion_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """L_simple (Ho et al. 2020, eq. 14): t ~ U{0..T-1}, eps ~ N(0, I), loss(eps, net(x_t, t))."""
+    def _net(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.net(x, t) if self.num_classes == 0 else self.net(x, t, labels)
+
+    def _check_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """Labels for the net: None for an unconditional net (labels of the data are ignored)."""
+        if self.num_classes == 0:
+            return None
+        if labels is None:
+            raise UserError(
+                f"the model is class-conditional (model.num_classes={self.num_classes}) but the data has no "
+                "labels: use a labelled dataset or model.num_classes=0."
+            )
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise UserError(
+                f"labels must lie in [0, {self.num_classes - 1}] for model.num_classes={self.num_classes}, "
+                f"got values in [{int(labels.min())}, {int(labels.max())}]."
+            )
+        return labels
+
+    def diffusion_loss(
+        self, x0: torch.Tensor, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The training loss: t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x0, t, eps), then
+        loss(net(x_t, t[, labels]), target) with target eps, x0 or v, averaged per sample,
+        weighted per sample (uniform, or min-SNR), averaged over the batch. With eps, MSE and
+        uniform weights this is L_simple (Ho et al. 2020, eq. 14).
+
+        For a conditional net, each label is replaced by the null label with probability
+        ``cond_drop_prob`` while training (``generator`` given = evaluation: no dropping).
+        """
+        labels = self._check_labels(labels)
         device = generator.device if generator is not None else x0.device
         t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), device=device, generator=generator)
         noise = torch.randn(x0.shape, device=device, dtype=x0.dtype, generator=generator)
         t, noise = t.to(x0.device), noise.to(x0.device)
-        prediction = self.net(q_sample(self.schedule, x0, t, noise), t)
-        return self.loss_fn(prediction.float(), noise.float())
+        if labels is not None and self.training and generator is None and self.cond_drop_prob > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.cond_drop_prob
+            labels = torch.where(drop, torch.full_like(labels, self.net.null_label), labels)
+        output = self._net(q_sample(self.schedule, x0, t, noise), t, labels)
+        target = prediction_target(self.prediction, self.schedule, x0, noise, t)
+        per_sample = self.loss_fn(output.float(), target.float()).flatten(1).mean(dim=1)
+        if self.weighting == "min_snr":
+            per_sample = per_sample * min_snr_weight(self.prediction, self.schedule, t, self.min_snr_gamma)
+        return per_sample.mean()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss = self.diffusion_loss(images_of(batch))
+        loss = self.diffusion_loss(images_of(batch), labels_of(batch))
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {self.global_step}: lower optimizer.lr, "
@@ -93,7 +177,7 @@ class DiffusionModule(pl.LightningModule):
         # loss curve compares models rather than random draws.
         images = images_of(batch)
         generator = torch.Generator(device=images.device).manual_seed(batch_idx)
-        loss = self.diffusion_loss(images, generator=generator)
+        loss = self.diffusion_loss(images, labels_of(batch), generator=generator)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
@@ -113,6 +197,23 @@ class DiffusionModule(pl.LightningModule):
             "version": __version__,
         }
 
+    def eps_fn(self, labels: torch.Tensor | None = None, guidance_scale: float | None = None) -> ModelFn:
+        """The sampler-facing noise predictor ``model_fn(x_t, t) -> eps``: the net's output
+        converted from its parameterization and, for a conditional net, classifier-free guidance
+        towards ``labels`` at ``guidance_scale`` (default: the module's)."""
+
+        def conditional_eps(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+            output = self._net(x, t, y).to(x.dtype)
+            return x0_and_eps(self.prediction, self.schedule, output, x, t)[1]
+
+        if self.num_classes == 0:
+            if labels is not None:
+                raise UserError("labels were given, but the model is unconditional (trained with model.num_classes=0).")
+            return lambda x, t: conditional_eps(x, t, None)
+        labels = self._check_labels(labels)
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        return guided_eps(conditional_eps, labels, scale, self.net.null_label)
+
     @torch.no_grad()
     def sample(
         self,
@@ -120,10 +221,14 @@ class DiffusionModule(pl.LightningModule):
         generator: torch.Generator | None = None,
         callback: SamplerCallback | None = None,
         noise: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
     ) -> torch.Tensor:
         """Draw ``num_samples`` images (N, C, H, W) in [-1, 1] with the configured sampler.
 
-        ``noise`` (N, C, H, W), when given, is the starting point instead of fresh noise.
+        ``noise`` (N, C, H, W), when given, is the starting point instead of fresh noise. For a
+        class-conditional model, ``labels`` (N,) are the classes (default: 0, 1, ..., K-1, 0, ...)
+        and ``guidance_scale`` the classifier-free guidance scale (default: the module's).
 
         The net is put in eval mode for the duration (dropout off) and restored afterwards.
         """
@@ -131,10 +236,17 @@ class DiffusionModule(pl.LightningModule):
             device = generator.device if generator is not None else self.device
             noise = torch.randn((num_samples, *self.image_shape), generator=generator, device=device)
         noise = noise.to(self.device)
+        if labels is None and self.num_classes > 0:
+            labels = torch.arange(noise.shape[0]) % self.num_classes
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+            if labels.shape != (noise.shape[0],):
+                raise UserError(f"need one label per sample ({noise.shape[0]}), got {labels.numel()}.")
+        model_fn = self.eps_fn(labels, guidance_scale)
         was_training = self.net.training
         self.net.eval()
         try:
-            samples = self.sampler(self.net, self.schedule, noise, generator=generator, callback=callback)
+            samples = self.sampler(model_fn, self.schedule, noise, generator=generator, callback=callback)
         finally:
             self.net.train(was_training)
         return samples.clamp(-1.0, 1.0)
@@ -145,15 +257,24 @@ class DiffusionModule(pl.LightningModule):
         batch_size: int,
         generator: torch.Generator | None = None,
         on_batch: Callable[[int, int], None] | None = None,
+        labels: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
     ) -> torch.Tensor:
         """``sample`` for many images at bounded memory: batches of ``batch_size``, one generator.
 
-        ``on_batch(done, num_samples)`` is called before each batch (e.g. to print progress).
-        Returns (num_samples, C, H, W) on the CPU.
+        ``labels`` (num_samples,) as in ``sample`` (default for a conditional model: classes in
+        turn, so that all classes are equally represented). ``on_batch(done, num_samples)`` is
+        called before each batch (e.g. to print progress). Returns (num_samples, C, H, W) on the CPU.
         """
+        if labels is None and self.num_classes > 0:
+            labels = torch.arange(num_samples) % self.num_classes
         batches = []
         for done in range(0, num_samples, batch_size):
             if on_batch is not None:
                 on_batch(done, num_samples)
-            batches.append(self.sample(min(batch_size, num_samples - done), generator=generator).cpu())
+            size = min(batch_size, num_samples - done)
+            batch_labels = None if labels is None else labels[done : done + size]
+            batches.append(
+                self.sample(size, generator=generator, labels=batch_labels, guidance_scale=guidance_scale).cpu()
+            )
         return torch.cat(batches)

@@ -229,10 +229,14 @@ class UNet(nn.Module):
         dropout: Dropout probability inside residual blocks, in ``[0, 1)``.
         time_embed_dim: Size of the time embedding; defaults to ``4 * base_channels``.
         norm_groups: GroupNorm groups; must divide ``base_channels * m`` for every ``m``.
+        num_classes: K > 0 adds a learned class embedding with K + 1 entries, the last one
+            (index K, :attr:`null_label`) meaning "no class": it is added to the time
+            embedding, so every block sees it. 0 (default) builds an unconditional net.
 
     Shapes:
-        forward(x, t): ``x`` (B, in_channels, H, W), ``t`` (B,) int or float timesteps
-        (a scalar is broadcast to the batch) -> (B, out_channels, H, W).
+        forward(x, t, labels=None): ``x`` (B, in_channels, H, W), ``t`` (B,) int or float
+        timesteps (a scalar is broadcast to the batch), ``labels`` (B,) class indices in
+        [0, K] (None = all null) -> (B, out_channels, H, W).
 
     Raises:
         ValueError: For any invalid argument (the message names the value and what is allowed).
@@ -251,8 +255,11 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         time_embed_dim: int | None = None,
         norm_groups: int = 8,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 0:
+            raise UserError(f"model.num_classes must be an integer >= 0 (0 = unconditional), got {num_classes!r}")
         # Hydra passes ListConfig; normalise to plain tuples of ints.
         mults = tuple(channel_mults)
         if any(isinstance(m, bool) or not isinstance(m, numbers.Integral) for m in mults):
@@ -276,6 +283,13 @@ class UNet(nn.Module):
         # At least 16 frequencies even for tiny nets so nearby timesteps stay distinguishable;
         # the extra cost is a slightly wider first Linear.
         self.time_embed = TimeEmbedding(time_embed_dim, sinusoidal_dim=max(base_channels, 32))
+        # Class conditioning as in classifier-free guidance (Ho & Salimans 2022): one extra
+        # "null" row that training uses for dropped labels and guidance for the unconditional
+        # branch. Zero-initialised so that a new conditional net starts as the unconditional one.
+        self.num_classes = int(num_classes)
+        self.class_embed = nn.Embedding(self.num_classes + 1, time_embed_dim) if self.num_classes else None
+        if self.class_embed is not None:
+            nn.init.zeros_(self.class_embed.weight)
 
         def res(cin: int, cout: int) -> ResBlock:
             return ResBlock(cin, cout, time_embed_dim, dropout, norm_groups)
@@ -391,7 +405,12 @@ class UNet(nn.Module):
         if time_embed_dim < 1:
             raise UserError(f"time_embed_dim must be >= 1 (or None for 4*base_channels), got {time_embed_dim}")
 
-    def forward(self, x: Tensor, t: Tensor | float | int) -> Tensor:
+    @property
+    def null_label(self) -> int:
+        """The class index meaning "unconditional" (= num_classes)."""
+        return self.num_classes
+
+    def forward(self, x: Tensor, t: Tensor | float | int, labels: Tensor | None = None) -> Tensor:
         """Predict the output (usually the noise) for noisy images ``x`` at timesteps ``t``.
 
         Args:
@@ -399,6 +418,8 @@ class UNet(nn.Module):
                 ``2 ** (len(channel_mults) - 1)``. Either memory format works.
             t: Timesteps, shape (B,), integer or float; a Python number or 0-d tensor is
                 used for the whole batch.
+            labels: Class indices (B,) in [0, num_classes], num_classes meaning "no class";
+                None for the whole batch unconditional. Must be None for an unconditional net.
 
         Returns:
             Tensor of shape (B, out_channels, H, W) (bf16 under bf16 autocast).
@@ -418,8 +439,15 @@ class UNet(nn.Module):
         if t.shape != (batch,):
             raise UserError(f"t must have shape ({batch},) to match the batch, got {tuple(t.shape)}")
 
+        temb = self.time_embed(t)  # (B, time_embed_dim)
+        if self.class_embed is not None:
+            if labels is None:
+                labels = torch.full((batch,), self.null_label, device=x.device, dtype=torch.long)
+            temb = temb + self.class_embed(labels)
+        elif labels is not None:
+            raise UserError("labels were given to an unconditional net: build it with model.num_classes=K")
         # SiLU once here instead of in every block's time projection.
-        temb = F.silu(self.time_embed(t))  # (B, time_embed_dim)
+        temb = F.silu(temb)
 
         h = self.conv_in(x)
         skips = [h]
