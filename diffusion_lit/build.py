@@ -1,13 +1,17 @@
-"""Build the LightningModule from a composed config (shared by train, sample and evaluate)."""
+"""Build the LightningModule from a composed config, or from a checkpoint (shared by train,
+sample and evaluate)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lit.diffusion.schedules import NoiseSchedule
+from diffusion_lit.errors import UserError
 from diffusion_lit.lit.module import DiffusionModule
 
 
@@ -38,3 +42,32 @@ def build_module(
         lr_warmup_steps=cfg.lr_warmup_steps,
         run_config=run_config,
     )
+
+
+def load_checkpoint(path: str | Path, sampler: DictConfig | None = None, map_location: str = "cpu") -> DiffusionModule:
+    """Rebuild the module stored in a diffusion_lit checkpoint and load its (EMA) weights.
+
+    ``sampler``, when given, replaces the sampler config saved with the checkpoint.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}. Pass ckpt=<run dir>/checkpoints/last.ckpt of a training run.")
+    try:
+        checkpoint: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # a truncated or foreign file: say so instead of a pickle traceback
+        raise UserError(f"could not read checkpoint {path}: {error}") from None
+    stored = checkpoint.get("diffusion_lit") if isinstance(checkpoint, dict) else None
+    if not stored or "state_dict" not in checkpoint:
+        raise UserError(
+            f"{path} is not a diffusion_lit checkpoint (no 'diffusion_lit' entry): "
+            "use a .ckpt written by `python -m diffusion_lit.train`."
+        )
+    cfg = OmegaConf.create(stored["config"])
+    if sampler is not None:
+        cfg.sampler = sampler
+    module = build_module(cfg, tuple(stored["image_shape"]), run_config=stored["config"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"checkpoint {path} does not match the network its config describes: {error}") from None
+    return module.eval()
