@@ -63,6 +63,8 @@ def load_checkpoint(path: str | Path, sampler: DictConfig | None = None, map_loc
             "use a .ckpt written by `python -m diffusion_lit.train`."
         )
     cfg = OmegaConf.create(stored["config"])
+    if "num_steps" in cfg.get("sampler", {}):  # checkpoints written before the key was renamed
+        cfg.sampler.steps = cfg.sampler.pop("num_steps")
     if sampler is not None:
         cfg.sampler = sampler
     module = build_module(cfg, tuple(stored["image_shape"]), run_config=stored["config"])

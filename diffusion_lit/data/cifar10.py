@@ -16,7 +16,6 @@ from torchvision.datasets import CIFAR10
 
 from diffusion_lit.data.download import attempt_download
 from diffusion_lit.data.in_memory import DecodedImages, InMemoryImageDataModule
-from diffusion_lit.data.preprocess import Transform
 from diffusion_lit.errors import UserError
 
 
@@ -47,7 +46,8 @@ class CIFAR10DataModule(InMemoryImageDataModule):
         image_size: 32 is the native size.
         hflip: random horizontal flips (on by default in conf/data/cifar10.yaml, the usual
             augmentation for CIFAR-10 diffusion models, Ho et al. 2020).
-        Remaining arguments: see :class:`InMemoryImageDataModule`.
+        options: ``grayscale``, ``transform``, ``num_samples``, ``num_val_samples``, ``seed``,
+            ``batch_size``, ``num_workers``, ``pin_memory``: see :class:`InMemoryImageDataModule`.
     """
 
     name = "cifar10"
@@ -60,29 +60,10 @@ class CIFAR10DataModule(InMemoryImageDataModule):
         download: bool = True,
         verify_checksums: bool = True,
         image_size: int = 32,
-        grayscale: bool = False,
-        transform: Transform = "none",
         hflip: bool = True,
-        num_samples: int | None = None,
-        num_val_samples: int | None = None,
-        seed: int = 0,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            data_dir,
-            image_size=image_size,
-            grayscale=grayscale,
-            transform=transform,
-            hflip=hflip,
-            num_samples=num_samples,
-            num_val_samples=num_val_samples,
-            seed=seed,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-        )
+        super().__init__(data_dir, image_size=image_size, hflip=hflip, **options)
         self.root = Path(root if root is not None else data_dir)
         self.download = bool(download)
         self.verify_checksums = bool(verify_checksums)

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from diffusion_lit.data.base import check_fraction, split_indices
 from diffusion_lit.data.download import download_and_extract
 from diffusion_lit.data.in_memory import DecodedImages, InMemoryImageDataModule
-from diffusion_lit.data.preprocess import Transform, resize_center_crop
+from diffusion_lit.data.preprocess import resize_center_crop
 from diffusion_lit.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -86,8 +86,10 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         url: optional archive (zip/tar/tar.gz) unpacked into ``path`` when it holds no images.
         sha256: expected SHA-256 of that archive (recommended).
         missing_hint: extra advice appended to the error when the folder has no images.
-        image_size, grayscale, transform, hflip, num_samples, num_val_samples, seed,
-        batch_size, num_workers, pin_memory: see :class:`InMemoryImageDataModule`.
+        image_size: side of the square images (shorter side resized, centre crop).
+        options: ``grayscale``, ``transform``, ``hflip``, ``num_samples``, ``num_val_samples``,
+            ``seed``, ``batch_size``, ``num_workers``, ``pin_memory``: see
+            :class:`InMemoryImageDataModule`.
     """
 
     name = "folder"
@@ -103,29 +105,9 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         sha256: str | None = None,
         missing_hint: str | None = None,
         image_size: int = 64,
-        grayscale: bool = False,
-        transform: Transform = "none",
-        hflip: bool = False,
-        num_samples: int | None = None,
-        num_val_samples: int | None = None,
-        seed: int = 0,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            data_dir,
-            image_size=image_size,
-            grayscale=grayscale,
-            transform=transform,
-            hflip=hflip,
-            num_samples=num_samples,
-            num_val_samples=num_val_samples,
-            seed=seed,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-        )
+        super().__init__(data_dir, image_size=image_size, **options)
         if not path:
             raise UserError("data.path is not set: give the folder of images, e.g. data.path=/my/images.")
         self.path = Path(path).expanduser()

@@ -15,7 +15,6 @@ from torchvision.datasets import MNIST
 
 from diffusion_lit.data.download import attempt_download
 from diffusion_lit.data.in_memory import DecodedImages, InMemoryImageDataModule
-from diffusion_lit.data.preprocess import Transform
 from diffusion_lit.errors import UserError
 
 # The IDX files torchvision reads, uncompressed (the .gz originals are unpacked on download).
@@ -33,8 +32,9 @@ class MNISTDataModule(InMemoryImageDataModule):
         root: folder that contains (or will receive) ``MNIST/raw/``; None = ``data_dir``.
         download: fetch the files when they are missing (torchvision's mirrors).
         image_size: 28 is the native size; other sizes are resized (antialiased bilinear).
-        Remaining arguments: see :class:`InMemoryImageDataModule` (``grayscale`` is accepted
-        for a uniform interface; MNIST is greyscale already).
+        grayscale: accepted for a uniform interface; MNIST is greyscale already.
+        options: ``transform``, ``num_samples``, ``num_val_samples``, ``seed``, ``batch_size``,
+            ``num_workers``, ``pin_memory``: see :class:`InMemoryImageDataModule`.
     """
 
     name = "mnist"
@@ -47,28 +47,10 @@ class MNISTDataModule(InMemoryImageDataModule):
         download: bool = True,
         image_size: int = 28,
         grayscale: bool = True,
-        transform: Transform = "none",
         hflip: bool = False,
-        num_samples: int | None = None,
-        num_val_samples: int | None = None,
-        seed: int = 0,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            data_dir,
-            image_size=image_size,
-            grayscale=grayscale,
-            transform=transform,
-            hflip=hflip,
-            num_samples=num_samples,
-            num_val_samples=num_val_samples,
-            seed=seed,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-        )
+        super().__init__(data_dir, image_size=image_size, grayscale=grayscale, hflip=hflip, **options)
         self.root = Path(root if root is not None else data_dir)
         self.download = bool(download)
 

@@ -167,6 +167,28 @@ def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
         raise UserError(f"sampler.{option} must be one of {list(choices)}, got {value!r}.")
 
 
+# One step of a sampler from timestep t down to s: (x_t, x0_hat, eps_hat, t, s) -> x_s.
+StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+
+
+def _run(
+    model_fn: ModelFn,
+    path: _Trajectory,
+    noise: torch.Tensor,
+    clip_x0: bool,
+    callback: SamplerCallback | None,
+    step: StepFn,
+) -> torch.Tensor:
+    """The loop every sampler shares: denoise at t, move to s with ``step``; the last step (to
+    the clean image, ab = 1) returns x0_hat, which is where every update rule here lands."""
+    x = noise
+    for index, (t, s) in enumerate(path.pairs()):
+        x0, eps = _denoise(model_fn, x, path.t_batch(t), path.ab(t), clip_x0)
+        x = x0 if s is None else step(x, x0, eps, t, s)
+        _report(callback, index, len(path), t, x, x0)
+    return x
+
+
 @torch.no_grad()
 def ddpm_sample(
     model_fn: ModelFn,
@@ -198,17 +220,15 @@ def ddpm_sample(
     """
     _check_choice("variance", variance, ("beta", "beta_tilde"))
     path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
-    x = noise
-    for index, (t, s) in enumerate(path.pairs()):
+
+    def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
         ab_t, ab_s = path.ab(t), path.ab(s)
-        x0, _ = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
         beta = 1.0 - ab_t / ab_s
-        x = ab_s**0.5 * beta / (1.0 - ab_t) * x0 + (1.0 - beta) ** 0.5 * (1.0 - ab_s) / (1.0 - ab_t) * x
-        if s is not None:
-            sigma2 = beta * (1.0 - ab_s) / (1.0 - ab_t) if variance == "beta_tilde" else beta
-            x = x + sigma2**0.5 * randn_like(x, generator)
-        _report(callback, index, len(path), t, x, x0)
-    return x
+        mean = ab_s**0.5 * beta / (1.0 - ab_t) * x0 + (1.0 - beta) ** 0.5 * (1.0 - ab_s) / (1.0 - ab_t) * x
+        sigma2 = beta * (1.0 - ab_s) / (1.0 - ab_t) if variance == "beta_tilde" else beta
+        return mean + sigma2**0.5 * randn_like(x, generator)
+
+    return _run(model_fn, path, noise, clip_x0, callback, step)
 
 
 @torch.no_grad()
@@ -246,16 +266,14 @@ def _ddim_loop(
 ) -> torch.Tensor:
     """Song et al. 2021, eq. 12, from t to s: x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s - sigma^2) eps
     + sigma z with sigma = eta sqrt((1 - ab_s) / (1 - ab_t)) sqrt(1 - ab_t / ab_s)."""
-    x = noise
-    for index, (t, s) in enumerate(path.pairs()):
+
+    def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
         ab_t, ab_s = path.ab(t), path.ab(s)
-        x0, eps = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
-        sigma = eta * math.sqrt((1.0 - ab_s) / (1.0 - ab_t) * (1.0 - ab_t / ab_s)) if s is not None else 0.0
+        sigma = eta * math.sqrt((1.0 - ab_s) / (1.0 - ab_t) * (1.0 - ab_t / ab_s))
         x = math.sqrt(ab_s) * x0 + math.sqrt(max(1.0 - ab_s - sigma**2, 0.0)) * eps
-        if sigma > 0:
-            x = x + sigma * randn_like(x, generator)
-        _report(callback, index, len(path), t, x, x0)
-    return x
+        return x + sigma * randn_like(x, generator) if sigma > 0 else x
+
+    return _run(model_fn, path, noise, clip_x0, callback, step)
 
 
 @torch.no_grad()
@@ -338,26 +356,20 @@ def dpm_solver_sample(
     order and returns the data prediction itself.
     """
     path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
-    x = noise
-    previous_x0: torch.Tensor | None = None
-    previous_h: float | None = None
-    for index, (t, s) in enumerate(path.pairs()):
-        ab_t = path.ab(t)
-        x0, _ = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
-        if s is None:
-            x = x0
-        else:
-            ab_s = path.ab(s)
-            h = 0.5 * (math.log(ab_s / (1.0 - ab_s)) - math.log(ab_t / (1.0 - ab_t)))
-            if previous_x0 is None:
-                direction = x0
-            else:
-                r = previous_h / h
-                direction = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous_x0
-            x = math.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * x - math.sqrt(ab_s) * math.expm1(-h) * direction
-            previous_x0, previous_h = x0, h
-        _report(callback, index, len(path), t, x, x0)
-    return x
+    history: list[tuple[torch.Tensor, float]] = []  # (x0_hat, h) of the previous step
+
+    def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        ab_t, ab_s = path.ab(t), path.ab(s)
+        h = 0.5 * (math.log(ab_s / (1.0 - ab_s)) - math.log(ab_t / (1.0 - ab_t)))
+        direction = x0
+        if history:
+            previous_x0, previous_h = history[-1]
+            r = previous_h / h
+            direction = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous_x0
+        history[:] = [(x0, h)]
+        return math.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * x - math.sqrt(ab_s) * math.expm1(-h) * direction
+
+    return _run(model_fn, path, noise, clip_x0, callback, step)
 
 
 @torch.no_grad()
@@ -386,17 +398,13 @@ def sde_sample(
     (hundreds to T).
     """
     path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
-    x = noise
-    for index, (t, s) in enumerate(path.pairs()):
+
+    def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
         ab_t = path.ab(t)
-        x0, eps = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
-        if s is None:
-            x = x0
-        else:
-            rate = math.log(path.ab(s) / ab_t)
-            x = (1.0 + 0.5 * rate) * x - rate / math.sqrt(1.0 - ab_t) * eps + math.sqrt(rate) * randn_like(x, generator)
-        _report(callback, index, len(path), t, x, x0)
-    return x
+        rate = math.log(path.ab(s) / ab_t)
+        return (1.0 + 0.5 * rate) * x - rate / math.sqrt(1.0 - ab_t) * eps + math.sqrt(rate) * randn_like(x, generator)
+
+    return _run(model_fn, path, noise, clip_x0, callback, step)
 
 
 @torch.no_grad()
@@ -425,19 +433,13 @@ def ode_sample(
     2 * steps - 1 in all.
     """
     path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
-    x = noise
-    for index, (t, s) in enumerate(path.pairs()):
-        ab_t = path.ab(t)
-        x0, eps_t = _denoise(model_fn, x, path.t_batch(t), ab_t, clip_x0)
-        if s is None:
-            x = x0
-        else:
-            ab_s = path.ab(s)
-            alpha_t, alpha_s = math.sqrt(ab_t), math.sqrt(ab_s)
-            du = math.sqrt(1.0 - ab_s) / alpha_s - math.sqrt(1.0 - ab_t) / alpha_t
-            y = x / alpha_t
-            y_euler = y + du * eps_t
-            _, eps_s = _denoise(model_fn, alpha_s * y_euler, path.t_batch(s), ab_s, clip_x0)
-            x = alpha_s * (y + du * 0.5 * (eps_t + eps_s))
-        _report(callback, index, len(path), t, x, x0)
-    return x
+
+    def step(x: torch.Tensor, x0: torch.Tensor, eps_t: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        ab_t, ab_s = path.ab(t), path.ab(s)
+        alpha_t, alpha_s = math.sqrt(ab_t), math.sqrt(ab_s)
+        du = math.sqrt(1.0 - ab_s) / alpha_s - math.sqrt(1.0 - ab_t) / alpha_t
+        y = x / alpha_t
+        _, eps_s = _denoise(model_fn, alpha_s * (y + du * eps_t), path.t_batch(s), ab_s, clip_x0)
+        return alpha_s * (y + du * 0.5 * (eps_t + eps_s))
+
+    return _run(model_fn, path, noise, clip_x0, callback, step)
