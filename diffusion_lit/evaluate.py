@@ -1,20 +1,34 @@
-"""Evaluate a trained checkpoint: ``python -m diffusion_lit.evaluate ckpt=PATH metrics=nll``.
+"""Evaluate a trained checkpoint: ``python -m diffusion_lit.evaluate ckpt=PATH metrics=[fid,kid]``.
 
 Metrics (``metrics=`` one name or a list):
 
-* ``nll``: the variational bound on the negative log-likelihood of real images in bits per
-  dimension, with its prior, diffusion and decoder terms (:mod:`diffusion_lit.diffusion.likelihood`).
+* ``nll``: the variational bound on the negative log-likelihood of real images (``split``,
+  ``num_images``) in bits per dimension, with its prior, diffusion and decoder terms.
   Class-conditional models are evaluated given each image's label (guidance scale 1).
+* ``fid``, ``kid``, ``precision_recall``: ``num_samples`` generated images against
+  ``num_real`` real images of ``reference_split``, in the feature space of ``extractor``
+  (``inception`` or ``domain``; see :mod:`diffusion_lit.metrics.features`). Real features are
+  cached per (dataset, split, extractor, size, count).
+* ``triangles``: triangle validity and the 1-D Wasserstein distances between generated and
+  real triangles' area, angles and centroid (triangle data only).
+* ``memorization``: nearest-training-image distances of generated samples against those of
+  held-out real images; ``gallery=PATH`` also draws each sample beside its nearest
+  training images.
+* ``digits``: share of samples the domain MNIST classifier labels with confidence > 0.9, and
+  how evenly the predicted classes spread.
 
-The data module is rebuilt from the config stored in the checkpoint; ``data.root``,
-``data.data_dir`` and ``data.path`` override it (datasets move between machines).
+Sample metrics use the checkpoint's sampler unless ``sampler=...`` is given;
+``sweep_steps=[10,20,50]`` repeats them for each number of steps and writes a table and a
+plot against the number of network evaluations. Every result carries a protocol card
+(extractor and weights hash, image counts, sampler and steps, EMA, seed, split, versions).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +45,15 @@ from diffusion_lit.diffusion.likelihood import variational_bound
 from diffusion_lit.errors import UserError
 from diffusion_lit.files import atomic_write
 from diffusion_lit.lit.module import DiffusionModule, images_of, labels_of
+from diffusion_lit.metrics.protocol import protocol_card
 
 SPLITS = ("val", "train")
+SAMPLE_METRICS = ("fid", "kid", "precision_recall", "triangles", "memorization", "digits")
+FEATURE_METRICS = ("fid", "kid", "precision_recall")
+CONFIDENT = 0.9  # classifier confidence that counts a sample as a recognisable digit
 
 
-def data_module_for(module: DiffusionModule, overrides: DictConfig | None) -> Any:
+def data_module_for(module: DiffusionModule, overrides: DictConfig | dict | None) -> Any:
     """The checkpoint's data module, with the non-null ``overrides`` (root, data_dir, path) applied."""
     data_cfg = OmegaConf.create(module.run_config.get("data") or {})
     if "_target_" not in data_cfg:
@@ -46,38 +64,39 @@ def data_module_for(module: DiffusionModule, overrides: DictConfig | None) -> An
     return instantiate(data_cfg)
 
 
-def evaluation_images(datamodule: Any, split: str, num_images: int, batch_size: int):
-    """Batches (images, labels or None) of the first ``num_images`` images of ``split``."""
+def split_dataset(datamodule: Any, split: str):
     if split not in SPLITS:
         raise UserError(f"split must be one of {list(SPLITS)}, got {split!r}.")
     datamodule.prepare_data()
     datamodule.setup("fit")
-    dataset = datamodule.train_set if split == "train" else datamodule.val_set
-    if num_images > len(dataset):
-        console.print(f"the {split} split has {len(dataset)} images; evaluating all of them", highlight=False)
-    count = min(num_images, len(dataset))
-    subset = torch.utils.data.Subset(dataset, range(count))
+    return datamodule.train_set if split == "train" else datamodule.val_set
+
+
+def real_batches(datamodule: Any, split: str, count: int, batch_size: int) -> Iterator[tuple]:
+    """(images, labels or None) batches of the first ``count`` images of ``split``."""
+    dataset = split_dataset(datamodule, split)
+    subset = torch.utils.data.Subset(dataset, range(min(count, len(dataset))))
     for batch in DataLoader(subset, batch_size=batch_size, shuffle=False):
         yield images_of(batch), labels_of(batch)
 
 
-def evaluate_nll(module: DiffusionModule, batches, cfg: DictConfig) -> dict[str, float]:
+def real_images(datamodule: Any, split: str, count: int) -> torch.Tensor:
+    return torch.cat([images for images, _ in real_batches(datamodule, split, count, 512)])
+
+
+def evaluate_nll(module: DiffusionModule, datamodule: Any, cfg: DictConfig) -> dict[str, float]:
     """Bits per dimension of the variational bound, averaged over the evaluated images."""
     generator = torch.Generator(device=module.device).manual_seed(cfg.seed)
     totals: dict[str, float] = {}
-    count = 0
-    started = time.perf_counter()
-    for images, labels in batches:
+    count, started = 0, time.perf_counter()
+    for images, labels in real_batches(datamodule, cfg.split, cfg.num_images, cfg.batch_size):
         images = images.to(module.device)
-        labels = labels.to(module.device) if labels is not None and module.num_classes else None
+        conditional = labels is not None and module.num_classes > 0
+        model_fn = module.eps_fn(labels.to(module.device), guidance_scale=1.0) if conditional else module.eps_fn()
         terms = variational_bound(
-            module.eps_fn(labels, guidance_scale=1.0) if labels is not None else module.eps_fn(),
-            module.schedule,
-            images,
-            timesteps=cfg.nll.timesteps,
-            variance=cfg.nll.variance,
+            model_fn, module.schedule, images, timesteps=cfg.nll.timesteps, variance=cfg.nll.variance,
             generator=generator,
-        )
+        )  # fmt: skip
         for name, value in terms.bits_per_dim().items():
             totals[name] = totals.get(name, 0.0) + value * images.shape[0]
         count += images.shape[0]
@@ -87,34 +106,212 @@ def evaluate_nll(module: DiffusionModule, batches, cfg: DictConfig) -> dict[str,
     return results
 
 
-METRICS: dict[str, Callable[[DiffusionModule, Any, DictConfig], dict[str, float]]] = {"nll": evaluate_nll}
+class SampleMetrics:
+    """Computes the sample metrics of one evaluation, loading the extractor and the real
+    reference data once and reusing them for every sampler setting of a sweep."""
+
+    def __init__(self, names: list[str], module: DiffusionModule, datamodule: Any, cfg: DictConfig) -> None:
+        self.names, self.module, self.datamodule, self.cfg = names, module, datamodule, cfg
+        self._extractors: dict[str, Any] = {}
+        self._real_features: torch.Tensor | None = None
+        self._real_images: torch.Tensor | None = None
+
+    def extractor_named(self, name: str):
+        if name not in self._extractors:
+            from diffusion_lit.metrics.features import load_extractor
+
+            self._extractors[name] = load_extractor(name, self.datamodule.data_dir).to(self.module.device)
+        return self._extractors[name]
+
+    @property
+    def extractor(self):
+        """The feature network of FID, KID and precision/recall (``extractor=``)."""
+        return self.extractor_named(self.cfg.extractor)
+
+    @property
+    def real_features(self) -> torch.Tensor:
+        if self._real_features is None:
+            from diffusion_lit.metrics.fid import real_features
+
+            console.print(f"real features: {self.cfg.num_real} {self.cfg.reference_split} images ...", highlight=False)
+            self._real_features = real_features(
+                self.extractor, self.datamodule, self.cfg.reference_split, self.cfg.num_real,
+                Path(self.datamodule.data_dir) / "fid_features", self.cfg.batch_size,
+            )  # fmt: skip
+        return self._real_features
+
+    @property
+    def real_images(self) -> torch.Tensor:
+        if self._real_images is None:
+            self._real_images = real_images(self.datamodule, self.cfg.reference_split, self.cfg.num_real)
+        return self._real_images
+
+    def __call__(self, samples: torch.Tensor) -> dict[str, float]:
+        from diffusion_lit.metrics import fid as fid_metrics
+
+        results: dict[str, float] = {}
+        fake = None
+        if set(self.names) & set(FEATURE_METRICS):
+            started = time.perf_counter()
+            fake = fid_metrics.extract_features(self.extractor, samples, self.cfg.batch_size)
+            results["feature_seconds_per_1000"] = (time.perf_counter() - started) / samples.shape[0] * 1000
+        if "fid" in self.names:
+            results["fid"] = fid_metrics.frechet_distance(self.real_features, fake)
+        if "kid" in self.names:
+            results["kid"], results["kid_std"] = fid_metrics.kernel_inception_distance(
+                self.real_features, fake, self.cfg.kid.subset_size, self.cfg.kid.subsets
+            )
+        if "precision_recall" in self.names:
+            results["precision"], results["recall"] = fid_metrics.precision_recall(
+                self.real_features, fake, self.cfg.precision_recall.k
+            )
+        if "triangles" in self.names:
+            from diffusion_lit.metrics.triangles import triangle_distribution_distances
+
+            if samples.shape[1] != 1:
+                raise UserError("metrics=triangles needs the triangle data (1 channel).")
+            results.update(self.datamodule.sample_metrics(samples))
+            results.update(triangle_distribution_distances(samples, self.real_images))
+        if "memorization" in self.names:
+            from diffusion_lit.metrics.memorization import memorization_report, save_gallery
+
+            heldout = real_images(self.datamodule, "val", samples.shape[0])
+            results.update(memorization_report(samples, self.real_images, heldout))
+            if self.cfg.gallery:
+                console.print(f"wrote {save_gallery(samples[:8], self.real_images, self.cfg.gallery)}", highlight=False)
+        if "digits" in self.names:
+            probabilities = self.extractor_named("domain").probabilities(samples.to(self.module.device)).cpu()
+            confidence, predicted = probabilities.max(dim=1)
+            counts = torch.bincount(predicted, minlength=probabilities.shape[1]).double()
+            results["digits_confident_share"] = float((confidence > CONFIDENT).float().mean())
+            results["digits_classes_present"] = int((counts > 0).sum())
+            results["digits_class_share_min"] = float(counts.min() / counts.sum())
+            results["digits_class_share_max"] = float(counts.max() / counts.sum())
+        return results
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+def count_network_calls(module: DiffusionModule) -> Callable[[], int]:
+    """Wrap the net's forward to count calls; returns a function that reads and resets the count."""
+    calls = [0]
+    forward = module.net.forward
+
+    def counting(*args: Any, **kwargs: Any):
+        calls[0] += 1
+        return forward(*args, **kwargs)
+
+    module.net.forward = counting
+
+    def read() -> int:
+        value, calls[0] = calls[0], 0
+        return value
+
+    return read
+
+
+def card_for(module: DiffusionModule, cfg: DictConfig, metrics: SampleMetrics, sampler: DictConfig) -> dict:
+    """The protocol card of one row of results."""
+    features = set(metrics.names) & set(FEATURE_METRICS)
+    return protocol_card(
+        run_config=module.run_config, image_shape=module.image_shape, sampler=OmegaConf.to_container(sampler),
+        num_generated=cfg.num_samples, seed=cfg.seed, extractor=metrics.extractor if features else None,
+        num_real=int(metrics.real_features.shape[0]) if features else None,
+        reference_split=cfg.reference_split if features else None,
+        guidance_scale=cfg.get("guidance_scale") if module.num_classes else None,
+        checkpoint=str(Path(cfg.ckpt).resolve()),
+    )  # fmt: skip
+
+
+def generate(module: DiffusionModule, cfg: DictConfig, calls: Callable[[], int]) -> tuple[torch.Tensor, dict]:
+    """``num_samples`` samples with the module's sampler, and what they cost."""
+    generator = torch.Generator(device=module.device).manual_seed(cfg.seed)
+    calls()
+    started = time.perf_counter()
+    samples = module.sample_in_batches(
+        cfg.num_samples, cfg.sample_batch_size, generator=generator, guidance_scale=cfg.get("guidance_scale"),
+        on_batch=lambda done, total: console.print(f"sampling {done}/{total} ...", highlight=False),
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    batches = math.ceil(cfg.num_samples / cfg.sample_batch_size)
+    return samples, {"network_calls": calls() // batches, "sampling_seconds_per_sample": seconds / cfg.num_samples}
+
+
+def sweep_outputs(rows: list[dict[str, Any]], out: str | None) -> None:
+    """Table (and, with ``out``, a plot next to it) of the sample metrics against network calls."""
+    keys = [k for k in rows[0] if k not in ("protocol",) and isinstance(rows[0][k], (int, float))]
+    table = Table(title="sweep over sampler steps")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for row in rows:
+        table.add_row(*[f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k]) for k in keys])
+    console.print(table)
+    if out:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        metric = next((k for k in ("fid", "kid", "triangle_validity", "digits_confident_share") if k in rows[0]), None)
+        if metric:
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            ax.plot([r["network_calls"] for r in rows], [r[metric] for r in rows], "o-")
+            ax.set_xscale("log")
+            ax.set_xlabel("network evaluations per sample")
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            path = Path(out).with_suffix(".png")
+            fig.savefig(path, dpi=110)
+            console.print(f"wrote {path}", highlight=False)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
     names = [cfg.metrics] if isinstance(cfg.metrics, str) else list(cfg.metrics)
-    unknown = [name for name in names if name not in METRICS]
+    unknown = [name for name in names if name != "nll" and name not in SAMPLE_METRICS]
     if unknown or not names:
-        raise UserError(f"metrics must be among {sorted(METRICS)}, got {unknown or names!r}.")
-    if cfg.num_images < 1 or cfg.batch_size < 1:
-        raise UserError(f"num_images and batch_size must be >= 1, got {cfg.num_images!r} and {cfg.batch_size!r}.")
+        raise UserError(f"metrics must be among {['nll', *SAMPLE_METRICS]}, got {unknown or names!r}.")
+    for key in ("num_images", "num_samples", "num_real", "batch_size", "sample_batch_size"):
+        if cfg[key] < 1:
+            raise UserError(f"{key} must be >= 1, got {cfg[key]!r}.")
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
     device = "cpu" if device == "auto" else device
-    module = load_checkpoint(cfg.ckpt).to(device)
+    module = load_checkpoint(cfg.ckpt, sampler=cfg.get("sampler")).to(device)
     datamodule = data_module_for(module, cfg.get("data"))
-    results: dict[str, float] = {}
-    for name in names:
-        batches = evaluation_images(datamodule, cfg.split, cfg.num_images, cfg.batch_size)
-        results.update(METRICS[name](module, batches, cfg))
+    results: dict[str, Any] = {}
+    if "nll" in names:
+        results.update(evaluate_nll(module, datamodule, cfg))
 
-    table = Table(title=f"{Path(cfg.ckpt).name}: {cfg.split} split")
+    sample_names = [name for name in names if name in SAMPLE_METRICS]
+    if sample_names:
+        metrics = SampleMetrics(sample_names, module, datamodule, cfg)
+        calls = count_network_calls(module)
+        sampler_cfg = OmegaConf.create(cfg.sampler if cfg.get("sampler") else module.run_config["sampler"])
+        rows = []
+        for steps in list(cfg.sweep_steps or [None]):
+            if steps is not None:
+                sampler_cfg.steps = steps
+                module.sampler = instantiate(sampler_cfg)
+            samples, cost = generate(module, cfg, calls)
+            row = {"steps": steps if steps is not None else sampler_cfg.get("steps"), **cost, **metrics(samples)}
+            row["protocol"] = card_for(module, cfg, metrics, sampler_cfg)
+            rows.append(row)
+        if cfg.sweep_steps:
+            results["sweep"] = rows
+            sweep_outputs(rows, cfg.out)
+        else:
+            results.update(rows[0])
+
+    table = Table(title=f"{Path(cfg.ckpt).name}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in results.items():
-        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+        if isinstance(value, (int, float)):
+            table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
+    if "protocol" in results:
+        console.print("protocol: " + json.dumps(results["protocol"]), highlight=False, soft_wrap=True)
     if cfg.out:
         with atomic_write(cfg.out) as file:
-            file.write(json.dumps(results, indent=2).encode())
+            file.write(json.dumps(results, indent=2, default=str).encode())
         console.print(f"wrote {cfg.out}", highlight=False)
     return results
 

@@ -10,11 +10,14 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def isolated_data_root(tmp_path_factory, monkeypatch):
-    data_dir = tmp_path_factory.getbasetemp() / "data_root"  # shared by a session: triangles cached once
-    monkeypatch.setenv("DIFFUSION_LIT_DATA", str(data_dir))
-    return data_dir
+@pytest.fixture(scope="session", autouse=True)
+def isolated_data_root(tmp_path_factory):
+    """One data root for the whole session (triangles and caches built once), set before any
+    fixture runs, module-scoped ones included, so that no run touches the user's cache."""
+    data_dir = tmp_path_factory.getbasetemp() / "data_root"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DIFFUSION_LIT_DATA", str(data_dir))
+        yield data_dir
 
 
 def run_cli(module: str, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

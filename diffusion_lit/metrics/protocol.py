@@ -1,0 +1,67 @@
+"""The protocol card: everything an evaluation number depends on, stored next to the number.
+
+FID in particular moves with the feature network and its weights, the number of real and
+generated images, the sampler and its steps, whether EMA weights were used, the seed and the
+library versions; a number without these cannot be compared or reproduced.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import lightning
+import torch
+import torchmetrics
+import torchvision
+
+from diffusion_lit import __version__
+
+
+def protocol_card(
+    *,
+    run_config: dict[str, Any],
+    image_shape: tuple[int, ...],
+    sampler: dict[str, Any],
+    num_generated: int,
+    seed: int,
+    extractor: Any | None = None,
+    num_real: int | None = None,
+    reference_split: str | None = None,
+    guidance_scale: float | None = None,
+    checkpoint: str | None = None,
+) -> dict[str, Any]:
+    """A JSON-serialisable description of one evaluation.
+
+    Args:
+        run_config: the training run's resolved config (from the checkpoint or the module).
+        image_shape: (C, H, W) of the generated images.
+        sampler: the sampler config (``_target_`` and options) that generated them.
+        num_generated, seed: how many images were generated, from which seed.
+        extractor: the feature network (``name``, ``weights_source``, ``weights_sha256``), if any.
+        num_real, reference_split: the real reference images of feature metrics.
+        guidance_scale: classifier-free guidance scale of conditional models.
+        checkpoint: the evaluated checkpoint file.
+    """
+    card: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "ema_weights": bool((run_config.get("callbacks") or {}).get("ema")),
+        "dataset": (run_config.get("data") or {}).get("_target_"),
+        "image_shape": list(image_shape),
+        "sampler": str(sampler.get("_target_", "")).rsplit(".", 1)[-1],
+        "sampler_options": {k: v for k, v in sampler.items() if not str(k).startswith("_")},
+        "guidance_scale": guidance_scale,
+        "num_generated": num_generated,
+        "seed": seed,
+        "versions": {
+            "diffusion_lit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "torchmetrics": torchmetrics.__version__, "lightning": lightning.__version__,
+        },
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }  # fmt: skip
+    if extractor is not None:
+        card.update(
+            extractor=extractor.name, extractor_weights=extractor.weights_source,
+            extractor_sha256=extractor.weights_sha256, reference_split=reference_split, num_real=num_real,
+        )  # fmt: skip
+    return card

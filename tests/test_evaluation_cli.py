@@ -1,0 +1,102 @@
+"""Evaluation through the command line on MNIST (real files when present, a tiny IDX set
+otherwise): the domain feature network, the evaluate command with its protocol card and step
+sweep, and FID logged during training."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffusion_lit.data.formats import write_mnist
+from tests.conftest import run_cli
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    if (SHARED / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        return SHARED
+    root = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (600, 28, 28), dtype=np.uint8)
+    write_mnist(root, images, np.arange(600) % 10, images[:300], np.arange(300) % 10)
+    return root
+
+
+@pytest.fixture(scope="module")
+def domain_network(mnist_root, tmp_path_factory, isolated_data_root):
+    """The MNIST classifier, trained briefly on a subset, saved under the session data root."""
+    workdir = tmp_path_factory.mktemp("features")
+    result = run_cli(
+        "diffusion_lit.train_features", f"data.root={mnist_root}", "data.num_samples=1024",
+        "data.num_val_samples=256", "epochs=1", cwd=workdir,
+    )  # fmt: skip
+    assert "test accuracy" in result.stdout
+    path = isolated_data_root / "features" / "mnist_classifier.pt"
+    assert path.is_file()
+    return path
+
+
+@pytest.fixture(scope="module")
+def mnist_checkpoint(mnist_root, domain_network, tmp_path_factory):
+    """A smoke run on MNIST with the FID callback on every epoch."""
+    workdir = tmp_path_factory.mktemp("run")
+    run_cli(
+        "diffusion_lit.train", "model=tiny", "debug=smoke", "data=mnist", f"data.root={mnist_root}",
+        "data.num_val_samples=32", "callbacks.fid.every_n_epochs=1", "callbacks.fid.num_samples=32",
+        "callbacks.fid.num_real=128", "callbacks.fid.batch_size=32", "callbacks.fid.kid=true",
+        "hydra.run.dir=run", cwd=workdir,
+    )  # fmt: skip
+    return workdir / "run"
+
+
+def test_fid_is_logged_during_training(mnist_checkpoint):
+    rows = list(csv.DictReader((mnist_checkpoint / "csv" / "metrics.csv").open()))
+    fids = [float(row["fid/domain"]) for row in rows if row.get("fid/domain")]
+    assert len(fids) == 2 and all(value > 0 for value in fids)  # one per epoch
+    assert any(row.get("kid/domain") for row in rows)
+    hparams = (mnist_checkpoint / "csv" / "hparams.yaml").read_text()
+    assert "fid_protocol" in hparams and "extractor_sha256" in hparams
+
+
+def test_evaluate_writes_every_number_with_its_protocol_card(mnist_checkpoint, mnist_root, tmp_path):
+    out = tmp_path / "results.json"
+    run_cli(
+        "diffusion_lit.evaluate", f"ckpt={mnist_checkpoint / 'checkpoints' / 'last.ckpt'}",
+        "metrics=[fid,kid,precision_recall,digits,memorization]", "num_samples=40", "num_real=200",
+        "sampler=ddim", "sampler.steps=5", f"data.root={mnist_root}", f"gallery={tmp_path / 'gallery.png'}",
+        f"out={out}", cwd=tmp_path,
+    )  # fmt: skip
+    results = json.loads(out.read_text())
+    for key in ("fid", "kid", "kid_std", "precision", "recall", "digits_confident_share", "nn_distance_ratio"):
+        assert isinstance(results[key], float), key
+    card = results["protocol"]
+    assert card["extractor"] == "domain" and len(card["extractor_sha256"]) == 64
+    assert card["num_real"] == 200 and card["num_generated"] == 40 and card["reference_split"] == "train"
+    assert card["sampler"] == "ddim_sample" and card["sampler_options"]["steps"] == 5
+    assert card["ema_weights"] is True and card["seed"] == 0 and "torchmetrics" in card["versions"]
+    assert results["network_calls"] == 5
+    assert (tmp_path / "gallery.png").is_file()
+
+
+def test_evaluate_sweeps_sampler_steps(mnist_checkpoint, mnist_root, tmp_path):
+    out = tmp_path / "sweep.json"
+    run_cli(
+        "diffusion_lit.evaluate", f"ckpt={mnist_checkpoint / 'checkpoints' / 'last.ckpt'}", "metrics=fid",
+        "num_samples=24", "num_real=200", "sampler=dpm_solver", "sweep_steps=[2,4]", f"data.root={mnist_root}",
+        f"out={out}", cwd=tmp_path,
+    )  # fmt: skip
+    rows = json.loads(out.read_text())["sweep"]
+    assert [row["network_calls"] for row in rows] == [2, 4] and all(row["fid"] > 0 for row in rows)
+    assert (tmp_path / "sweep.png").is_file()
+
+
+def test_evaluate_without_a_domain_network_says_how_to_train_it(mnist_checkpoint, mnist_root, tmp_path):
+    result = run_cli(
+        "diffusion_lit.evaluate", f"ckpt={mnist_checkpoint / 'checkpoints' / 'last.ckpt'}", "metrics=fid",
+        f"data.root={mnist_root}", f"data.data_dir={tmp_path / 'empty_root'}", cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "diffusion_lit.train_features data=mnist" in result.stderr
