@@ -143,10 +143,11 @@ def _gaussian_run(sampler, betas, steps, **options):
         (strided_sample, None, {"stride": 30}, 0.15),  # 34 DDIM steps: 0.267 / 0.281
         (dpm_solver_sample, 20, {}, 0.04),  # 0.304 / 0.304
         (dpm_solver_sample, 10, {}, 0.05),  # 0.308 / 0.309
-        (sde_sample, None, {}, 0.03),  # 0.301 / 0.300
-        (ode_sample, 50, {}, 0.02),  # 0.301 / 0.301
+        (dpm_solver_sample, 20, {"stochastic": True}, 0.08),  # 0.314 / 0.315
+        (sde_sample, None, {}, 0.03),  # 0.305 / 0.304
+        (ode_sample, 50, {}, 0.02),  # 0.303 / 0.303
     ],
-    ids=["ddpm", "ddim50", "ddim200", "ddim50-eta1", "strided30", "dpm20", "dpm10", "sde1000", "ode50"],
+    ids=["ddpm", "ddim50", "ddim200", "ddim50-eta1", "strided30", "dpm20", "dpm10", "dpm-sde20", "sde1000", "ode50"],
 )
 @pytest.mark.parametrize("betas", [linear_betas(1000), cosine_betas(1000)], ids=["linear", "cosine"])
 def test_every_sampler_reproduces_gaussian_data(sampler, steps, options, std_tolerance, betas):
@@ -172,9 +173,9 @@ def test_deterministic_samplers_ignore_the_generator():
         second = sampler(model_fn, schedule, noise, steps, torch.Generator().manual_seed(2))
         torch.testing.assert_close(first, second, rtol=0, atol=0)
     # ... whereas the stochastic ones depend on it.
-    for sampler in (ddpm_sample, sde_sample):
-        first = sampler(model_fn, schedule, noise, 20, torch.Generator().manual_seed(1))
-        second = sampler(model_fn, schedule, noise, 20, torch.Generator().manual_seed(2))
+    for sampler, options in [(ddpm_sample, {}), (sde_sample, {}), (dpm_solver_sample, {"stochastic": True})]:
+        first = sampler(model_fn, schedule, noise, 20, torch.Generator().manual_seed(1), **options)
+        second = sampler(model_fn, schedule, noise, 20, torch.Generator().manual_seed(2), **options)
         assert not torch.allclose(first, second)
 
 

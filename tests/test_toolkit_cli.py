@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
+from diffusion_lit.build import load_checkpoint
+from diffusion_lit.cli import CONFIG_DIR
 from diffusion_lit.data.formats import write_mnist
 from tests.conftest import run_cli
 
@@ -41,17 +44,29 @@ def test_conditional_checkpoint_stores_the_toolkit_choices(conditional_run):
     assert config["model"]["weighting"] == "min_snr" and config["model"]["loss"] == "huber"
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "strided", "dpm_solver", "sde", "ode"])
-def test_every_sampler_runs_from_the_sample_command(conditional_run, sampler):
+def test_sample_command_with_labels_and_guidance(conditional_run):
     workdir, ckpt, _ = conditional_run
-    out = workdir / f"{sampler}.png"
-    steps = [] if sampler == "strided" else ["sampler.steps=4"]
+    out = workdir / "dpm.png"
     run_cli(
-        "diffusion_lit.sample", f"ckpt={ckpt}", f"sampler={sampler}", *steps, "num_samples=4", "labels=[3,7]",
-        "guidance_scale=2.0", f"out={out}", f"save_tensors={workdir / sampler}.pt", cwd=workdir,
+        "diffusion_lit.sample", f"ckpt={ckpt}", "sampler=dpm_solver", "sampler.steps=4", "num_samples=4",
+        "labels=[3,7]", "guidance_scale=2.0", f"out={out}", f"save_tensors={workdir / 'dpm.pt'}", cwd=workdir,
     )  # fmt: skip
-    samples = torch.load(workdir / f"{sampler}.pt")
+    samples = torch.load(workdir / "dpm.pt")
     assert samples.shape == (4, 1, 16, 16) and torch.isfinite(samples).all() and out.is_file()
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "strided", "dpm_solver", "sde", "ode"])
+def test_every_sampler_config_samples_the_checkpoint(conditional_run, sampler):
+    """Each conf/sampler option, composed as the sample command composes it, on the trained model."""
+    _, ckpt, _ = conditional_run
+    overrides = [f"sampler={sampler}", "ckpt=x"] + ([] if sampler == "strided" else ["sampler.steps=4"])
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="sample", overrides=overrides)
+    module = load_checkpoint(ckpt, sampler=cfg.sampler)
+    labels = torch.tensor([3, 7, 3, 7])
+    samples = module.sample(4, generator=torch.Generator().manual_seed(0), labels=labels, guidance_scale=2.0)
+    assert samples.shape == (4, 1, 16, 16) and torch.isfinite(samples).all()
+    assert module.sampler.func.__name__ == cfg.sampler._target_.rsplit(".", 1)[1]
 
 
 def test_bad_labels_are_reported(conditional_run):

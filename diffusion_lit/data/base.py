@@ -149,6 +149,13 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         """Batches of the validation set in a fixed order (all samples kept)."""
         return self._loader(self.val_set, "val_set", shuffle=False)
 
+    def split_signature(self, split: str) -> dict[str, Any]:
+        """What determines the images of ``split`` ("train" or "val"), JSON-serialisable: a key
+        for caches derived from them (e.g. FID reference features). Default: the saved
+        hyperparameters without the loader settings."""
+        loader_keys = {"batch_size", "num_workers", "pin_memory"}
+        return {k: str(v) for k, v in sorted(dict(self.hparams).items()) if k not in loader_keys}
+
     def sample_metrics(self, samples: torch.Tensor) -> dict[str, float]:
         """Dataset-specific quality metrics of generated samples, by name (none by default).
 

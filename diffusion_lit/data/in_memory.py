@@ -298,6 +298,16 @@ class InMemoryImageDataModule(ImageDataModule):
         warn_skipped(f"{self.name} ({split})", decoded.skipped)
         return decoded
 
+    def split_signature(self, split: str) -> dict[str, Any]:
+        """The decoded caches (their names hash sources and preprocessing), the subset size and
+        seed of ``split``, and the hold-out share where one folder is split in two."""
+        return {
+            "caches": [self.cache_path(name).name for name in self._cached_splits()],
+            "subset": self.num_samples if split == "train" else self.num_val_samples,
+            "seed": self.seed,
+            "val_fraction": getattr(self, "val_fraction", None),
+        }
+
     # -- Lightning hooks ----------------------------------------------------------------------
 
     def prepare_data(self) -> None:

@@ -341,9 +341,11 @@ def dpm_solver_sample(
     *,
     clip_x0: bool = True,
     spacing: str = "logsnr",
+    stochastic: bool = False,
 ) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), deterministic, one
-    network evaluation per step; meant for 10-25 steps.
+    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), one network evaluation
+    per step; meant for 10-25 steps. Deterministic, or with ``stochastic=True`` its SDE
+    variant (see below).
 
     With lambda_t = log(alpha_t / sigma_t), step size h_i = lambda_{t_i} - lambda_{t_{i-1}}
     and the data prediction x0_i at step i, the update is the exponential integrator
@@ -354,6 +356,14 @@ def dpm_solver_sample(
     D_i = (1 + 1/(2 r)) x0_{i-1} - 1/(2 r) x0_{i-2}, r = h_{i-1} / h_i, afterwards (second
     order multistep). The last step, to the clean image (sigma = 0, lambda = inf), is first
     order and returns the data prediction itself.
+
+    ``stochastic=True`` solves the reverse SDE instead (SDE-DPM-Solver++(2M), the variant in
+    the DPM-Solver++ paper's follow-up code): with the same D_i,
+
+        x_{t_i} = (sigma_{t_i} / sigma_{t_{i-1}}) exp(-h_i) x_{t_{i-1}}
+                  + alpha_{t_i} (1 - exp(-2 h_i)) D_i + sigma_{t_i} sqrt(1 - exp(-2 h_i)) z,
+
+    which, like ancestral DDPM, injects fresh noise that corrects the model's errors.
     """
     path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
     history: list[tuple[torch.Tensor, float]] = []  # (x0_hat, h) of the previous step
@@ -367,7 +377,15 @@ def dpm_solver_sample(
             r = previous_h / h
             direction = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous_x0
         history[:] = [(x0, h)]
-        return math.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * x - math.sqrt(ab_s) * math.expm1(-h) * direction
+        sigma_ratio = math.sqrt((1.0 - ab_s) / (1.0 - ab_t))
+        if not stochastic:
+            return sigma_ratio * x - math.sqrt(ab_s) * math.expm1(-h) * direction
+        decay = -math.expm1(-2.0 * h)  # 1 - exp(-2h)
+        return (
+            sigma_ratio * math.exp(-h) * x
+            + math.sqrt(ab_s) * decay * direction
+            + math.sqrt((1.0 - ab_s) * decay) * randn_like(x, generator)
+        )
 
     return _run(model_fn, path, noise, clip_x0, callback, step)
 
@@ -381,17 +399,19 @@ def sde_sample(
     generator: torch.Generator | None = None,
     callback: SamplerCallback | None = None,
     *,
-    clip_x0: bool = False,
+    clip_x0: bool = True,
     spacing: str = "time",
 ) -> torch.Tensor:
     """Euler-Maruyama on the reverse-time VP SDE (Song et al. 2021, eqs. 6 and 11).
 
-    The forward VP SDE dx = -beta(t)/2 x dt + sqrt(beta(t)) dw has ab(t) = exp(-int beta),
-    so over a step from t down to s the integrated rate is B = log(ab_s / ab_t). With the
-    score -eps / sigma_t, one Euler-Maruyama step of the reverse SDE
-    dx = [-beta/2 x - beta score] dt + sqrt(beta) dw_bar is
+    The forward VP SDE dx = -beta(t)/2 x dt + sqrt(beta(t)) dw is discretised, as in Song et
+    al.'s own VP sampler, with beta(t) dt over a step from t down to s taken as the step's
+    discrete beta = 1 - ab_t / ab_s (equal to the integrated rate log(ab_s / ab_t) to first
+    order, but bounded by 1: schedules whose last betas are clipped near 1, such as cosine,
+    would otherwise make the first steps explode). With the score -eps / sigma_t, one step of
+    the reverse SDE dx = [-beta/2 x - beta score] dt + sqrt(beta) dw_bar is
 
-        x_s = (1 + B / 2) x_t - (B / sigma_t) eps + sqrt(B) z.
+        x_s = (1 + beta / 2) x_t - (beta / sigma_t) eps + sqrt(beta) z.
 
     The last step returns the denoised estimate x0_hat(x_{t_0}, t_0) (Tweedie's formula), as
     Song et al. do. One network evaluation per step; first order, so it wants many steps
@@ -401,8 +421,8 @@ def sde_sample(
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
         ab_t = path.ab(t)
-        rate = math.log(path.ab(s) / ab_t)
-        return (1.0 + 0.5 * rate) * x - rate / math.sqrt(1.0 - ab_t) * eps + math.sqrt(rate) * randn_like(x, generator)
+        beta = 1.0 - ab_t / path.ab(s)
+        return (1.0 + 0.5 * beta) * x - beta / math.sqrt(1.0 - ab_t) * eps + math.sqrt(beta) * randn_like(x, generator)
 
     return _run(model_fn, path, noise, clip_x0, callback, step)
 
@@ -416,7 +436,7 @@ def ode_sample(
     generator: torch.Generator | None = None,
     callback: SamplerCallback | None = None,
     *,
-    clip_x0: bool = False,
+    clip_x0: bool = True,
     spacing: str = "logsnr",
 ) -> torch.Tensor:
     """Heun's method (2nd order) on the probability-flow ODE (Song et al. 2021, eq. 13).
@@ -426,20 +446,26 @@ def ode_sample(
     method), so one Heun step from t down to s is
 
         d_t = eps(x_t, t);  y' = y_t + (u_s - u_t) d_t;  d_s = eps(alpha_s y', s)
-        y_s = y_t + (u_s - u_t) (d_t + d_s) / 2.
+        y_s = y_t + (u_s - u_t) (d_t + d_s) / 2 = y' + (u_s - u_t) (d_s - d_t) / 2.
 
-    The last step, to u = 0, is an Euler step, i.e. it returns x0_hat(x_{t_0}, t_0).
-    Deterministic given the noise; 2 network evaluations per step except the last one, i.e.
-    2 * steps - 1 in all.
+    The Euler part is computed through the clean-image estimate, y' = (u_s / u_t) y_t +
+    (1 - u_s / u_t) x0_hat (the same value, since y = x0 + u eps), which stays accurate where u
+    is huge. Two steps are Euler steps: the first, from the noisiest timestep (u ~ 1e4 for the
+    cosine schedule, where any error of the model would be multiplied by u in the Heun
+    correction and x0_hat is merely the data mean), and the last, to u = 0, which returns
+    x0_hat(x_{t_0}, t_0). Deterministic given the noise; 2 * steps - 2 network evaluations.
     """
     path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
+    noisiest = path.timesteps[-1]
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps_t: torch.Tensor, t: int, s: int) -> torch.Tensor:
         ab_t, ab_s = path.ab(t), path.ab(s)
         alpha_t, alpha_s = math.sqrt(ab_t), math.sqrt(ab_s)
-        du = math.sqrt(1.0 - ab_s) / alpha_s - math.sqrt(1.0 - ab_t) / alpha_t
-        y = x / alpha_t
-        _, eps_s = _denoise(model_fn, alpha_s * (y + du * eps_t), path.t_batch(s), ab_s, clip_x0)
-        return alpha_s * (y + du * 0.5 * (eps_t + eps_s))
+        u_t, u_s = math.sqrt(1.0 - ab_t) / alpha_t, math.sqrt(1.0 - ab_s) / alpha_s
+        y_euler = (u_s / u_t) * (x / alpha_t) + (1.0 - u_s / u_t) * x0
+        if t == noisiest:
+            return alpha_s * y_euler
+        _, eps_s = _denoise(model_fn, alpha_s * y_euler, path.t_batch(s), ab_s, clip_x0)
+        return alpha_s * (y_euler + 0.5 * (u_s - u_t) * (eps_s - eps_t))
 
     return _run(model_fn, path, noise, clip_x0, callback, step)

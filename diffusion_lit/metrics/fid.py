@@ -127,17 +127,17 @@ def real_features(
     """Features of the first ``num_images`` images of a split (train or val), from the cache
     ``cache_dir/<key>.pt`` or extracted now and cached (atomically).
 
-    The key names the data module class and its data options, the split, the extractor and its
-    weights hash, the image size and the count, so a change of any of them extracts anew.
+    The key names the data module class and what determines the split's images
+    (``split_signature``), the extractor and its weights hash, the image size and the count, so
+    a change of any of them extracts anew.
     """
     datamodule.prepare_data()
     datamodule.setup("fit")
     dataset = datamodule.train_set if split == "train" else datamodule.val_set
     count = min(num_images, len(dataset))
-    hparams = {k: v for k, v in dict(getattr(datamodule, "hparams", {})).items() if k not in ("batch_size",)}
     key = {
         "data": type(datamodule).__name__,
-        "options": {k: str(v) for k, v in sorted(hparams.items())},
+        "images": datamodule.split_signature(split),
         "split": split,
         "extractor": extractor.name,
         "weights": extractor.weights_sha256,

@@ -37,6 +37,7 @@ CONFIGURATIONS = [
     ("ddim", 100), ("ddim", 50), ("ddim", 20), ("ddim", 10),
     ("strided", None),
     ("dpm_solver", 25), ("dpm_solver", 20), ("dpm_solver", 10),
+    ("dpm_solver_sde", 50), ("dpm_solver_sde", 25), ("dpm_solver_sde", 20), ("dpm_solver_sde", 10),
     ("sde", 1000), ("sde", 250),
     ("ode", 50), ("ode", 20), ("ode", 10),
 ]  # fmt: skip
