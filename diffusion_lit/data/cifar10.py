@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torchvision.datasets import CIFAR10
 
-from diffusion_lit.data.download import attempt_download
+from diffusion_lit.data.download import fetch_if_missing
 from diffusion_lit.data.in_memory import DecodedImages, InMemoryImageDataModule
 from diffusion_lit.errors import UserError
 
@@ -76,13 +76,10 @@ class CIFAR10DataModule(InMemoryImageDataModule):
         return [name for name in cifar10_files() if not (self.batches_dir / name).is_file()]
 
     def _ensure_source(self) -> None:
-        if not self._missing_files():
+        fetch = lambda: CIFAR10(str(self.root), train=True, download=True)  # noqa: E731
+        reason = fetch_if_missing(self._missing_files, self.download, fetch)
+        if reason is None:
             return
-        reason = "data.download=false"
-        if self.download:
-            reason = attempt_download(lambda: CIFAR10(str(self.root), train=True, download=True))
-            if reason is None and not self._missing_files():
-                return
         raise UserError(
             f"CIFAR-10 is not in {self.batches_dir} and could not be downloaded ({reason}).\n"
             f"Download {CIFAR10.url} on a machine with network access and either put it, unopened, at "

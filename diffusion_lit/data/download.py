@@ -56,6 +56,19 @@ def attempt_download(fetch: Callable[[], object], timeout_s: float = DOWNLOAD_TI
     return None
 
 
+def fetch_if_missing(missing: Callable[[], list[str]], download: bool, fetch: Callable[[], object]) -> str | None:
+    """Make a dataset's files present: None if ``missing()`` is empty (at once, or after
+    ``fetch`` when ``download`` allows it), else the reason they are still missing."""
+    if not missing():
+        return None
+    if not download:
+        return "data.download=false"
+    reason = attempt_download(fetch)
+    if reason is None and missing():
+        reason = "the download did not produce the expected files"
+    return reason
+
+
 def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torchvision.datasets import MNIST
 
-from diffusion_lit.data.download import attempt_download
+from diffusion_lit.data.download import fetch_if_missing
 from diffusion_lit.data.in_memory import DecodedImages, InMemoryImageDataModule
 from diffusion_lit.errors import UserError
 
@@ -62,13 +62,10 @@ class MNISTDataModule(InMemoryImageDataModule):
         return [name for names in MNIST_FILES.values() for name in names if not (self.raw_dir / name).is_file()]
 
     def _ensure_source(self) -> None:
-        if not self._missing_files():
+        fetch = lambda: MNIST(str(self.root), train=True, download=True)  # noqa: E731
+        reason = fetch_if_missing(self._missing_files, self.download, fetch)
+        if reason is None:
             return
-        reason = "data.download=false"
-        if self.download:
-            reason = attempt_download(lambda: MNIST(str(self.root), train=True, download=True))
-            if reason is None and not self._missing_files():
-                return
         missing = self._missing_files()
         raise UserError(
             f"MNIST is not in {self.raw_dir} and could not be downloaded ({reason}).\n"
