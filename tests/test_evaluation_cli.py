@@ -100,3 +100,17 @@ def test_evaluate_without_a_domain_network_says_how_to_train_it(mnist_checkpoint
         f"data.root={mnist_root}", f"data.data_dir={tmp_path / 'empty_root'}", cwd=tmp_path, check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "diffusion_lit.train_features data=mnist" in result.stderr
+
+
+def test_fid_callback_under_ddp_on_two_cpu_processes(mnist_root, domain_network, tmp_path):
+    """trainer=ddp_cpu: two gloo processes each generate half of the samples; the FID logged is
+    computed from both halves (and the run finishes with its results on rank 0)."""
+    run_cli(
+        "diffusion_lit.train", "model=tiny", "debug=smoke", "trainer=ddp_cpu", "data=mnist", f"data.root={mnist_root}",
+        "data.num_val_samples=32", "callbacks.fid.every_n_epochs=1", "callbacks.fid.num_samples=32",
+        "callbacks.fid.num_real=128", "callbacks.fid.batch_size=16", "hydra.run.dir=run", cwd=tmp_path,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
+    assert len([row for row in rows if row.get("fid/domain")]) == 2
+    assert json.loads((run / "results.json").read_text())["global_step"] == 6

@@ -112,4 +112,5 @@ class FIDCallback(Callback):
             metric.update(fake, real=False)
             value = metric.compute()
             value = value[0] if isinstance(value, tuple) else value
-            pl_module.log(f"{name}/{self.extractor_name}", float(value), sync_dist=False, rank_zero_only=False)
+            # compute() has summed the states of all ranks: every rank holds the same value.
+            pl_module.log(f"{name}/{self.extractor_name}", float(value), sync_dist=True)
