@@ -95,7 +95,11 @@ class DenoisingStrips(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: DiffusionModule) -> None:
         if not trainer.is_global_zero:
             return
-        images = images_of(next(iter(trainer.datamodule.val_dataloader())))[: self.num_images].to(pl_module.device)
+        # A DataLoader iterator draws its base seed from the global generator; fork it so that
+        # this figure does not shift the training run's random stream (exact resume relies on it).
+        with torch.random.fork_rng(devices=[]):
+            batch = next(iter(trainer.datamodule.val_dataloader()))
+        images = images_of(batch)[: self.num_images].to(pl_module.device)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         noise = torch.randn(images.shape, generator=generator, device=pl_module.device)
         timesteps = self._column_timesteps(pl_module.schedule.num_timesteps)
