@@ -120,8 +120,12 @@ class DiffusionModule(pl.LightningModule):
     def _net(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return self.net(x, t) if self.num_classes == 0 else self.net(x, t, labels)
 
-    def _check_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
-        """Labels for the net: None for an unconditional net (labels of the data are ignored)."""
+    def _labels_for_net(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """Labels for the net: None for an unconditional net (labels of the data are ignored).
+
+        No range check here: this runs every training step, where reading label values would
+        force a device-to-host sync; train.py checks the data's classes once before fitting.
+        """
         if self.num_classes == 0:
             return None
         if labels is None:
@@ -129,7 +133,12 @@ class DiffusionModule(pl.LightningModule):
                 f"the model is class-conditional (model.num_classes={self.num_classes}) but the data has no "
                 "labels: use a labelled dataset or model.num_classes=0."
             )
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+        return labels
+
+    def _check_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """``_labels_for_net`` plus a range check, for labels a user passes to sampling."""
+        labels = self._labels_for_net(labels)
+        if labels is not None and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise UserError(
                 f"labels must lie in [0, {self.num_classes - 1}] for model.num_classes={self.num_classes}, "
                 f"got values in [{int(labels.min())}, {int(labels.max())}]."
@@ -147,7 +156,7 @@ class DiffusionModule(pl.LightningModule):
         For a conditional net, each label is replaced by the null label with probability
         ``cond_drop_prob`` while training (``generator`` given = evaluation: no dropping).
         """
-        labels = self._check_labels(labels)
+        labels = self._labels_for_net(labels)
         device = generator.device if generator is not None else x0.device
         t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), device=device, generator=generator)
         noise = torch.randn(x0.shape, device=device, dtype=x0.dtype, generator=generator)
