@@ -37,17 +37,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
-from torch.utils.data import DataLoader
 
 from diffusion_lit.build import load_checkpoint
 from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors
+from diffusion_lit.data.base import first_batches
 from diffusion_lit.diffusion.likelihood import variational_bound
 from diffusion_lit.errors import UserError
 from diffusion_lit.files import atomic_write
 from diffusion_lit.lit.module import DiffusionModule, images_of, labels_of
 from diffusion_lit.metrics.protocol import protocol_card
 
-SPLITS = ("val", "train")
 SAMPLE_METRICS = ("fid", "kid", "precision_recall", "triangles", "memorization", "digits")
 FEATURE_METRICS = ("fid", "kid", "precision_recall")
 CONFIDENT = 0.9  # classifier confidence that counts a sample as a recognisable digit
@@ -64,19 +63,9 @@ def data_module_for(module: DiffusionModule, overrides: DictConfig | dict | None
     return instantiate(data_cfg)
 
 
-def split_dataset(datamodule: Any, split: str):
-    if split not in SPLITS:
-        raise UserError(f"split must be one of {list(SPLITS)}, got {split!r}.")
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    return datamodule.train_set if split == "train" else datamodule.val_set
-
-
 def real_batches(datamodule: Any, split: str, count: int, batch_size: int) -> Iterator[tuple]:
     """(images, labels or None) batches of the first ``count`` images of ``split``."""
-    dataset = split_dataset(datamodule, split)
-    subset = torch.utils.data.Subset(dataset, range(min(count, len(dataset))))
-    for batch in DataLoader(subset, batch_size=batch_size, shuffle=False):
+    for batch in first_batches(datamodule, split, count, batch_size):
         yield images_of(batch), labels_of(batch)
 
 
@@ -115,6 +104,8 @@ class SampleMetrics:
         self._extractors: dict[str, Any] = {}
         self._real_features: torch.Tensor | None = None
         self._real_images: torch.Tensor | None = None
+        self._heldout: torch.Tensor | None = None
+        self._real_triangles = None
 
     def extractor_named(self, name: str):
         if name not in self._extractors:
@@ -146,6 +137,12 @@ class SampleMetrics:
             self._real_images = real_images(self.datamodule, self.cfg.reference_split, self.cfg.num_real)
         return self._real_images
 
+    def heldout_images(self, count: int) -> torch.Tensor:
+        """The first ``count`` validation images (loaded once for all rows of a sweep)."""
+        if self._heldout is None or self._heldout.shape[0] != count:
+            self._heldout = real_images(self.datamodule, "val", count)
+        return self._heldout
+
     def __call__(self, samples: torch.Tensor) -> dict[str, float]:
         from diffusion_lit.metrics import fid as fid_metrics
 
@@ -166,17 +163,19 @@ class SampleMetrics:
                 self.real_features, fake, self.cfg.precision_recall.k
             )
         if "triangles" in self.names:
-            from diffusion_lit.metrics.triangles import triangle_distribution_distances
+            from diffusion_lit.metrics.triangles import triangle_distribution_distances, triangle_validity
 
             if samples.shape[1] != 1:
                 raise UserError("metrics=triangles needs the triangle data (1 channel).")
-            results.update(self.datamodule.sample_metrics(samples))
-            results.update(triangle_distribution_distances(samples, self.real_images))
+            if self._real_triangles is None:  # the real images' fitted triangles, once per evaluation
+                self._real_triangles = triangle_validity(self.real_images)
+            generated = triangle_validity(samples)  # fitted once for the rate and the distances
+            results["triangle_validity"] = generated.rate
+            results.update(triangle_distribution_distances(generated, self._real_triangles))
         if "memorization" in self.names:
             from diffusion_lit.metrics.memorization import memorization_report, save_gallery
 
-            heldout = real_images(self.datamodule, "val", samples.shape[0])
-            results.update(memorization_report(samples, self.real_images, heldout))
+            results.update(memorization_report(samples, self.real_images, self.heldout_images(samples.shape[0])))
             if self.cfg.gallery:
                 console.print(f"wrote {save_gallery(samples[:8], self.real_images, self.cfg.gallery)}", highlight=False)
         if "digits" in self.names:

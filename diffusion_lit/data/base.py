@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import abc
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from diffusion_lit.errors import UserError
 
@@ -61,6 +62,25 @@ def subset_index(num_items: int, size: int, seed: int) -> torch.Tensor:
     if ``size >= num_items``)."""
     order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
     return order[:size].sort().values
+
+
+SPLITS = ("train", "val")
+
+
+def split_set(datamodule: ImageDataModule, split: str) -> Dataset:
+    """The ``train_set`` or ``val_set`` of a data module, preparing and setting it up first."""
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {list(SPLITS)}, got {split!r}.")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule.train_set if split == "train" else datamodule.val_set
+
+
+def first_batches(datamodule: ImageDataModule, split: str, count: int, batch_size: int) -> Iterator[Any]:
+    """Batches, in order, of the first ``count`` items of a split (fewer if the split is smaller)."""
+    dataset = split_set(datamodule, split)
+    subset = Subset(dataset, range(min(count, len(dataset))))  # type: ignore[arg-type]
+    yield from DataLoader(subset, batch_size=batch_size, shuffle=False)
 
 
 class TensorImageDataset(Dataset):

@@ -241,12 +241,13 @@ class InMemoryImageDataModule(ImageDataModule):
         readable = f"{split}_{self._image_size}px_{colour}_{self.transform}"
         return self.data_dir / "cache" / self.name / f"{readable}_{digest}.pt"
 
-    def _build_cache(self, split: str) -> DecodedImages:
+    def _build_cache(self, split: str, path: Path) -> DecodedImages:
+        """Decode and preprocess ``split`` and save it at ``path`` (its ``cache_path``, taken by
+        the caller before decoding, so that the key describes the sources that were read)."""
         started = time.perf_counter()
         log.info("decoding %s/%s once into a uint8 tensor cache", self.name, split)
         decoded = self._decode(split)
         decoded.images = preprocess(decoded.images, self._image_size, self.grayscale, self.transform)
-        path = self.cache_path(split)
         try:
             with atomic_write(path) as file:
                 torch.save(
@@ -294,7 +295,7 @@ class InMemoryImageDataModule(ImageDataModule):
         path = self.cache_path(split)
         decoded = self._read_cache(path) if path.exists() else None
         if decoded is None:
-            decoded = self._build_cache(split)
+            decoded = self._build_cache(split, path)
         warn_skipped(f"{self.name} ({split})", decoded.skipped)
         return decoded
 
@@ -315,8 +316,9 @@ class InMemoryImageDataModule(ImageDataModule):
         node, before ``setup()`` on every process)."""
         self._ensure_source()
         for split in self._cached_splits():
-            if not self.cache_path(split).exists():
-                self._build_cache(split)
+            path = self.cache_path(split)
+            if not path.exists():
+                self._build_cache(split, path)
 
     def _cached_splits(self) -> tuple[str, ...]:
         return ("train", "test")

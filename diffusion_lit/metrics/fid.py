@@ -27,6 +27,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from diffusion_lit.data.base import first_batches, split_set
 from diffusion_lit.errors import UserError
 from diffusion_lit.files import atomic_write
 from diffusion_lit.lit.module import images_of
@@ -131,10 +132,7 @@ def real_features(
     (``split_signature``), the extractor and its weights hash, the image size and the count, so
     a change of any of them extracts anew.
     """
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    dataset = datamodule.train_set if split == "train" else datamodule.val_set
-    count = min(num_images, len(dataset))
+    count = min(num_images, len(split_set(datamodule, split)))
     key = {
         "data": type(datamodule).__name__,
         "images": datamodule.split_signature(split),
@@ -152,9 +150,8 @@ def real_features(
             return torch.load(path, map_location="cpu", weights_only=True)["features"]
         except Exception:  # damaged: extract again below
             pass
-    subset = torch.utils.data.Subset(dataset, range(count))
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False)
-    features = extract_features(extractor, (images_of(batch) for batch in loader), batch_size)
+    batches = first_batches(datamodule, split, count, batch_size)
+    features = extract_features(extractor, (images_of(batch) for batch in batches), batch_size)
     with atomic_write(path) as file:
         torch.save({"features": features, "key": key}, file)
     return features

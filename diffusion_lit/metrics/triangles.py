@@ -99,6 +99,7 @@ class TriangleValidity:
         num_regions: int64 tensor (N,), foreground regions after gap merging (0 when empty).
         vertices: float64 tensor (N, 3, 2), the fitted triangle's vertices (x, y) in pixels
             (x along columns, y along rows; NaN where no triangle could be fitted).
+        image_size: side n of the judged images in pixels.
     """
 
     rate: float
@@ -106,6 +107,7 @@ class TriangleValidity:
     iou: torch.Tensor
     num_regions: torch.Tensor
     vertices: torch.Tensor
+    image_size: int
 
 
 @functools.lru_cache(maxsize=128)
@@ -279,6 +281,7 @@ def triangle_validity(
         iou=torch.from_numpy(ious),
         num_regions=torch.from_numpy(regions),
         vertices=torch.from_numpy(vertices),
+        image_size=int(images.shape[-1]),
     )
 
 
@@ -306,22 +309,25 @@ def triangle_properties(vertices: torch.Tensor, image_size: int) -> dict[str, np
     }
 
 
-def triangle_distribution_distances(generated: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+def triangle_distribution_distances(
+    generated: torch.Tensor | TriangleValidity, real: torch.Tensor | TriangleValidity
+) -> dict[str, float]:
     """How far the shapes of the valid generated triangles are from those of real ones.
 
     Both image sets (N, 1, n, n) in [-1, 1] go through the same fitting as
-    :func:`triangle_validity` (so fitting biases cancel); for each property of
-    :func:`triangle_properties` the 1-D Wasserstein distance between the valid generated and
-    the valid real triangles is reported as ``w1_<property>`` (area in canvas fractions,
-    angles in degrees, centroid in side fractions). NaN when no generated sample is valid.
+    :func:`triangle_validity` (so fitting biases cancel); either may also be given as the
+    :class:`TriangleValidity` already computed for it, which saves fitting it again. For each
+    property of :func:`triangle_properties` the 1-D Wasserstein distance between the valid
+    generated and the valid real triangles is reported as ``w1_<property>`` (area in canvas
+    fractions, angles in degrees, centroid in side fractions). NaN when no generated sample is
+    valid.
     """
     from scipy.stats import wasserstein_distance
 
-    size = generated.shape[-1]
     fitted = {}
-    for name, images in (("generated", generated), ("real", real)):
-        result = triangle_validity(images)
-        fitted[name] = triangle_properties(result.vertices[result.valid], size)
+    for name, judged in (("generated", generated), ("real", real)):
+        result = judged if isinstance(judged, TriangleValidity) else triangle_validity(judged)
+        fitted[name] = triangle_properties(result.vertices[result.valid], result.image_size)
     out = {}
     for prop, real_values in fitted["real"].items():
         values = fitted["generated"][prop]

@@ -28,7 +28,7 @@ from hydra.utils import instantiate  # noqa: E402
 
 from diffusion_lit.build import load_checkpoint  # noqa: E402
 from diffusion_lit.cli import CONFIG_DIR  # noqa: E402
-from diffusion_lit.evaluate import data_module_for  # noqa: E402
+from diffusion_lit.evaluate import count_network_calls, data_module_for  # noqa: E402
 from diffusion_lit.images import grid_tensor  # noqa: E402
 
 # (sampler config, steps); None = the config's default (strided: stride 30 = 34 steps).
@@ -61,14 +61,7 @@ def main() -> None:
 
     module = load_checkpoint(args.ckpt)
     datamodule = data_module_for(module, None)
-    calls = {"n": 0}
-    forward = module.net.forward
-
-    def counting_forward(*inputs, **kwargs):
-        calls["n"] += 1
-        return forward(*inputs, **kwargs)
-
-    module.net.forward = counting_forward
+    calls = count_network_calls(module)
     module.sample(2)  # warm-up: the first calls allocate and pick kernels
     rows, grids = [], []
     for name, steps in CONFIGURATIONS:
@@ -76,7 +69,7 @@ def main() -> None:
             continue
         cfg = sampler_config(name, steps)
         module.sampler = instantiate(cfg)
-        calls["n"] = 0
+        calls()  # reset the count
         generator = torch.Generator().manual_seed(args.seed)
         started = time.perf_counter()
         samples = module.sample_in_batches(args.num_samples, args.batch_size, generator=generator)
@@ -84,7 +77,7 @@ def main() -> None:
         batches = -(-args.num_samples // args.batch_size)
         metrics = datamodule.sample_metrics(samples)
         label = f"{name} {cfg.get('steps') or ('stride ' + str(cfg.stride) if name == 'strided' else 'all')}"
-        row = {"sampler": name, "steps": cfg.get("steps"), "label": label, "network_calls": calls["n"] // batches,
+        row = {"sampler": name, "steps": cfg.get("steps"), "label": label, "network_calls": calls() // batches,
                "seconds_per_sample": seconds / args.num_samples, **metrics}  # fmt: skip
         rows.append(row)
         grids.append((label, grid_tensor(samples[:16], nrow=16)))
