@@ -15,7 +15,9 @@ from diffusion_lit.errors import UserError
 # conf/ sits beside the package in the repository (installed with `pip install -e .`).
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
-console = Console()  # progress and results
+# Progress and results: paths and overrides hold brackets (logger=[csv,wandb]) that must print as they
+# are, and long paths must stay on one line (copy-paste), so no markup and no wrapping.
+console = Console(markup=False, soft_wrap=True)
 error_console = Console(stderr=True)
 Result = TypeVar("Result")
 

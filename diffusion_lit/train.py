@@ -6,7 +6,6 @@ weights), sample grids, noising/denoising strips, the loss curve, logs and resul
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,15 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, WeightAveraging
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lit.build import build_module
-from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors
+from diffusion_lit.cli import CONFIG_DIR, console
 from diffusion_lit.errors import UserError
 from diffusion_lit.images import save_grid
+from diffusion_lit.sweeps import RESULTS_FILE, ddp_processes_rerun_this_job, run_job, write_json
+from diffusion_lit.tracking import finish, log_config, log_images, log_results
 
 
 def instantiate_all(nodes: DictConfig | None) -> list:
@@ -60,10 +61,31 @@ def check_class_conditioning(datamodule: Any, num_classes: int) -> None:
         )
 
 
+def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The scalar entries of ``trainer.callback_metrics`` (tensors) as floats."""
+    return {name: float(value) for name, value in metrics.items() if not torch.is_tensor(value) or value.numel() == 1}
+
+
+def optimized_value(results: dict[str, Any], metric: str | None) -> float | None:
+    """The value a Hydra sweeper optimises: ``results[metric]`` (e.g. val_loss, triangle_validity,
+    fid/domain); None when no metric is configured."""
+    if not metric:
+        return None
+    value = results.get(metric)
+    if not isinstance(value, (int, float)):
+        available = sorted(key for key, item in results.items() if isinstance(item, (int, float)))
+        raise UserError(
+            f"optimized_metric={metric!r} is not among this run's results; available: {', '.join(available)} "
+            "(sample metrics need eval.num_samples > 0, FID needs callbacks.fid.every_n_epochs > 0)."
+        )
+    return float(value)
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit, then sample ``cfg.eval.num_samples`` images from the EMA weights and report metrics.
 
-    Returns the final validation loss (the value a Hydra sweeper optimises).
+    Returns ``results[cfg.optimized_metric]`` (default: the final validation loss), the value a
+    Hydra sweeper (Optuna) optimises.
     """
     output_dir = Path(cfg.paths.output_dir)
     if cfg.eval.num_samples < 0 or cfg.eval.batch_size < 1:
@@ -79,49 +101,64 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     check_class_conditioning(datamodule, cfg.model.get("num_classes", 0))
     image_shape = (datamodule.num_channels, datamodule.image_size, datamodule.image_size)
-    module = build_module(cfg, image_shape, run_config=OmegaConf.to_container(cfg, resolve=True))
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=order_callbacks(instantiate_all(cfg.get("callbacks"))),
-        logger=instantiate_all(cfg.get("logger")) or False,
-    )
-
-    started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    fit_seconds = time.perf_counter() - started
-    val_loss = trainer.callback_metrics.get("val/loss")
-
-    results: dict = {
-        "fit_seconds": round(fit_seconds, 1),
-        "global_step": trainer.global_step,
-        "val_loss": None if val_loss is None else float(val_loss),
-    }
-    # After fit the module holds the EMA weights (WeightAveraging copies them in on_train_end).
-    if trainer.is_global_zero and cfg.eval.num_samples > 0:
-        started = time.perf_counter()
-        generator = torch.Generator(device=module.device).manual_seed(cfg.eval.seed)
-        samples = module.sample_in_batches(cfg.eval.num_samples, cfg.eval.batch_size, generator=generator)
-        results["eval_sampling_seconds"] = round(time.perf_counter() - started, 1)
-        results["eval_num_samples"] = int(samples.shape[0])
-        results.update(datamodule.sample_metrics(samples))
-        results["final_samples"] = str(save_grid(samples[:64], output_dir / "samples_final.png"))
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    module = build_module(cfg, image_shape, run_config=run_config)
+    loggers = instantiate_all(cfg.get("logger"))
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    if not loggers:  # it needs a logger to write to
+        callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=order_callbacks(callbacks), logger=loggers or False)
     if trainer.is_global_zero:
-        checkpoint_callback = trainer.checkpoint_callback
-        results["checkpoint"] = getattr(checkpoint_callback, "last_model_path", None) or getattr(
-            checkpoint_callback, "best_model_path", None
-        )
-        results["run_dir"] = str(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        console.rule("run finished")
-        for key, value in results.items():
-            console.print(f"  {key}: {value}", highlight=False)
-    return results["val_loss"]
+        log_config(trainer.loggers, run_config)
+
+    failed = True
+    try:
+        started = time.perf_counter()
+        with ddp_processes_rerun_this_job():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        fit_seconds = time.perf_counter() - started
+        val_loss = trainer.callback_metrics.get("val/loss")
+        results: dict = {
+            "status": "completed",
+            "fit_seconds": round(fit_seconds, 1),
+            "global_step": trainer.global_step,
+            "val_loss": None if val_loss is None else float(val_loss),
+        }
+        # After fit the module holds the EMA weights (WeightAveraging copies them in on_train_end).
+        if trainer.is_global_zero and cfg.eval.num_samples > 0:
+            started = time.perf_counter()
+            generator = torch.Generator(device=module.device).manual_seed(cfg.eval.seed)
+            samples = module.sample_in_batches(cfg.eval.num_samples, cfg.eval.batch_size, generator=generator)
+            results["eval_sampling_seconds"] = round(time.perf_counter() - started, 1)
+            results["eval_num_samples"] = int(samples.shape[0])
+            results.update(datamodule.sample_metrics(samples))
+            results["final_samples"] = str(save_grid(samples[:64], output_dir / "samples_final.png"))
+            log_images(trainer.loggers, "samples_final", samples[:64], step=trainer.global_step)
+        results["last_logged"] = numeric_metrics(trainer.callback_metrics)
+        if trainer.is_global_zero:
+            checkpoint_callback = trainer.checkpoint_callback
+            results["checkpoint"] = getattr(checkpoint_callback, "last_model_path", None) or getattr(
+                checkpoint_callback, "best_model_path", None
+            )
+            results["run_dir"] = str(output_dir)
+            log_results(trainer.loggers, results, step=trainer.global_step)
+            write_json(output_dir / RESULTS_FILE, results)
+            console.rule("run finished")
+            for key, value in results.items():
+                console.print(f"  {key}: {value}", highlight=False)
+        value = None  # ranks > 0 (DDP) do not evaluate; rank 0's value is the job's
+        if trainer.is_global_zero:
+            value = optimized_value({**results["last_logged"], **results}, cfg.get("optimized_metric"))
+        failed = False
+        return value
+    finally:
+        if trainer.is_global_zero:
+            finish(trainer.loggers, failed=failed)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return report_user_errors(lambda: train(cfg))
+    return run_job(lambda: train(cfg), cfg.paths.output_dir)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Image callbacks: sample grids, forward-noising and reverse-denoising strips.
 
 They run at the end of a validation epoch, while the EMA callback has the averaged weights
-swapped in (``train.py`` orders weight-averaging callbacks last), and only rank 0 writes.
+swapped in (``train.py`` orders weight-averaging callbacks last). Under DDP the ranks share the
+sample grid's work; only rank 0 writes files and sends images to the loggers.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -15,8 +17,9 @@ from lightning.pytorch.callbacks import Callback
 from diffusion_lit.diffusion.process import q_sample
 from diffusion_lit.diffusion.samplers import SamplerStep
 from diffusion_lit.errors import UserError
-from diffusion_lit.images import grid_tensor, save_grid, save_strips
+from diffusion_lit.images import save_grid, save_strips
 from diffusion_lit.lit.module import DiffusionModule, images_of
+from diffusion_lit.tracking import log_image_file, log_images
 
 
 def _is_due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
@@ -28,14 +31,25 @@ def _is_due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
     return epoch % every_n_epochs == 0 or is_last
 
 
-def log_image(trainer: pl.Trainer, key: str, images: torch.Tensor) -> None:
-    """Send a grid of (N, C, H, W) images to every logger that takes images (TensorBoard, W&B)."""
-    grid = grid_tensor(images)
-    for logger in trainer.loggers:
-        if hasattr(logger, "log_image"):  # WandbLogger
-            logger.log_image(key=key, images=[grid], step=trainer.global_step)
-        elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoardLogger
-            logger.experiment.add_image(key, grid, global_step=trainer.global_step)
+def sample_across_ranks(trainer: pl.Trainer, pl_module: DiffusionModule, num_samples: int, seed: int) -> torch.Tensor:
+    """``num_samples`` images with each DDP rank generating its share; every rank gets them all.
+
+    Every rank draws the same starting noise for all samples from ``seed`` and denoises its own
+    slice of it; rank 0 continues the seed's stream for the sampler's noise (so one process
+    reproduces the single-process grid exactly), rank r > 0 uses ``seed + r``.
+    """
+    world_size, rank = trainer.world_size, trainer.global_rank
+    per_rank = math.ceil(num_samples / world_size)
+    generator = torch.Generator(device=pl_module.device).manual_seed(seed)
+    noise = torch.randn((per_rank * world_size, *pl_module.image_shape), generator=generator, device=pl_module.device)[
+        rank * per_rank : (rank + 1) * per_rank
+    ]
+    if rank > 0:
+        generator.manual_seed(seed + rank)
+    samples = pl_module.sample(per_rank, generator=generator, noise=noise)
+    if world_size > 1:
+        samples = pl_module.all_gather(samples).flatten(0, 1)  # (world, per_rank, ...) in rank order
+    return samples[:num_samples]
 
 
 def _check_every(every_n_epochs: int, owner: str) -> None:
@@ -60,14 +74,13 @@ class SampleGrid(Callback):
         if not _is_due(trainer, self.every_n_epochs):
             return
         # The same seed every epoch: the grids show one set of starting noises evolving.
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        samples = pl_module.sample(self.num_samples, generator=generator)
-        metrics = trainer.datamodule.sample_metrics(samples)
-        for name, value in metrics.items():
-            pl_module.log(f"samples/{name}", value, rank_zero_only=True)
+        samples = sample_across_ranks(trainer, pl_module, self.num_samples, self.seed)
+        # Every rank holds all samples, so every rank computes (and logs) the same values.
+        for name, value in trainer.datamodule.sample_metrics(samples).items():
+            pl_module.log(f"samples/{name}", value, sync_dist=trainer.world_size > 1)
         if trainer.is_global_zero:
             save_grid(samples, self.output_dir / f"samples_epoch{trainer.current_epoch + 1:03d}.png")
-            log_image(trainer, "samples", samples)
+            log_images(trainer.loggers, "samples", samples, step=trainer.global_step)
 
 
 class DenoisingStrips(Callback):
@@ -109,10 +122,12 @@ class DenoisingStrips(Callback):
         ]
         rows = list(torch.stack(columns, dim=1))  # (N, K, C, H, W) -> N rows of K images
         labels = ["x_0"] + [f"t={t + 1}" for t in timesteps[1:]]
-        save_strips(rows, labels, self.output_dir / "forward_noising.png", title="forward process q(x_t | x_0)")
+        path = save_strips(rows, labels, self.output_dir / "forward_noising.png", title="forward process q(x_t | x_0)")
+        log_image_file(trainer.loggers, "forward_noising", path, step=trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: DiffusionModule) -> None:
-        if not _is_due(trainer, self.every_n_epochs):
+        # A few images: rank 0 alone draws them (sampling calls the bare net, no collectives).
+        if not trainer.is_global_zero or not _is_due(trainer, self.every_n_epochs):
             return
         recorded: list[torch.Tensor] = []  # x after each sampler step, in sampling order
 
@@ -122,8 +137,6 @@ class DenoisingStrips(Callback):
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         noise = torch.randn((self.num_images, *pl_module.image_shape), generator=generator, device=pl_module.device)
         pl_module.sample(self.num_images, generator=generator, callback=record, noise=noise)
-        if not trainer.is_global_zero:
-            return
         num_steps = len(recorded)
         picks = sorted({round(i * (num_steps - 1) / (self.num_columns - 2)) for i in range(self.num_columns - 1)})
         columns = [noise.cpu()] + [recorded[index] for index in picks]
@@ -131,3 +144,4 @@ class DenoisingStrips(Callback):
         rows = list(torch.stack(columns, dim=1).clamp(-1, 1))
         path = self.output_dir / f"reverse_denoising_epoch{trainer.current_epoch + 1:03d}.png"
         save_strips(rows, labels, path, title="reverse process, EMA weights")
+        log_image_file(trainer.loggers, "reverse_denoising", path, step=trainer.global_step)

@@ -1,0 +1,176 @@
+"""Hydra multiruns: which job is running, keeping a sweep going past a failed job, DDP inside a
+sweep job, and the summary and report written when the sweep ends.
+
+Each job writes ``results.json`` into its folder (``"status": "completed"`` or ``"failed"`` with
+the error); the end-of-sweep callback reads those files, so it works the same whether the jobs
+ran in this process (basic launcher, Optuna) or on a cluster (submitit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback as HydraCallback
+from hydra.types import RunMode
+from omegaconf import DictConfig, read_write
+from rich.markup import escape
+
+from diffusion_lit.cli import console, error_console, find_user_error, report_user_errors
+from diffusion_lit.files import atomic_write
+
+log = logging.getLogger(__name__)
+RESULTS_FILE = "results.json"
+ERROR_FILE = "error.txt"
+
+
+def in_multirun() -> bool:
+    """True inside a job of a Hydra multirun (``-m``, or a config that sets ``hydra.mode``)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_name() -> str | None:
+    """The sweep's name in a multirun, from its folder (multirun/2026-11-23/10-00-00 ->
+    "sweep-2026-11-23-10-00-00"), else None. Every job of one sweep gets the same name."""
+    if not in_multirun():
+        return None
+    parts = Path(HydraConfig.get().sweep.dir).parts
+    return "sweep-" + "-".join(parts[-2:])
+
+
+def job_name() -> str | None:
+    """The job's overrides in a multirun (``schedule=linear,seed=1``), else None."""
+    if not in_multirun():
+        return None
+    job = HydraConfig.get().job
+    return job.override_dirname or f"job{job.num}"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_write(path) as file:
+        file.write((json.dumps(data, indent=2) + "\n").encode())
+
+
+def run_job(task: Callable[[], float | None], output_dir: str | Path) -> float | None:
+    """Run one training job.
+
+    A single run reports a user error as one line (exit status 2) and lets other errors raise.
+    In a multirun a failing job must not end the sweep: its error goes to ``error.txt`` and
+    ``results.json`` in the job folder, one line is printed, and NaN is returned (Optuna
+    records the trial as failed; the basic sweeper moves on). Ctrl-C still stops the sweep.
+    """
+    if not in_multirun():
+        return report_user_errors(task)
+    try:
+        return task()
+    except Exception as error:
+        user_error = find_user_error(error)
+        message = str(user_error) if user_error else f"{type(error).__name__}: {error}"
+        output_dir = Path(output_dir)
+        with atomic_write(output_dir / ERROR_FILE) as file:
+            file.write((message + "\n" if user_error else traceback.format_exc()).encode())
+        write_json(output_dir / RESULTS_FILE, {"status": "failed", "error": message, "run_dir": str(output_dir)})
+        log.error("job failed: %s", message)
+        error_console.print(
+            f"[bold red]job {HydraConfig.get().job.num} failed:[/bold red] {escape(message)}\n"
+            f"  details: {escape(str(output_dir / ERROR_FILE))}; the other jobs of the sweep go on.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return math.nan
+
+
+@contextlib.contextmanager
+def ddp_processes_rerun_this_job() -> Iterator[None]:
+    """Let Lightning's DDP launcher start its extra processes for this job only.
+
+    Lightning starts ranks 1..N-1 by re-running the command line with ``hydra.run.dir`` set to
+    the current run folder. Inside a multirun that command line is the whole sweep (``-m`` and
+    every value), so each rank would start a sweep of its own. For the duration of the block
+    the command line is this job's overrides and the run folder is this job's folder; at its
+    end the environment is restored and the job's process group closed.
+    """
+    if not in_multirun():
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    saved_argv, saved_run_dir, saved_environ = sys.argv, hydra_cfg.run.dir, dict(os.environ)
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = saved_run_dir
+        # Lightning's launcher leaves LOCAL_RANK, WORLD_SIZE, MASTER_PORT, ... in the environment
+        # (the next job would take them for an external launcher and start no processes) and the
+        # process group up (the next job's ranks are new processes).
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """The job folders of a multirun folder, in job order (Hydra names them ``<num>_...``)."""
+
+    def job_number(folder: Path) -> tuple[int, str]:
+        prefix = folder.name.split("_", 1)[0]
+        return (int(prefix) if prefix.isdigit() else sys.maxsize, folder.name)
+
+    def is_job(folder: Path) -> bool:
+        return folder.is_dir() and ((folder / ".hydra").is_dir() or (folder / RESULTS_FILE).is_file())
+
+    return sorted(filter(is_job, sweep_dir.iterdir()), key=job_number)
+
+
+def read_results(job_dir: Path) -> dict[str, Any]:
+    """A job's results.json; a job that wrote none (killed, still running) is ``"unfinished"``."""
+    try:
+        return json.loads((job_dir / RESULTS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"status": "unfinished"}
+
+
+class SweepEnd(HydraCallback):
+    """At the end of a multirun: print which jobs completed or failed, write the sweep report
+    (``report.md`` and ``report.html``, see :mod:`diffusion_lit.report`), and exit with status 1
+    when a job failed, so that scripts and schedulers notice."""
+
+    def __init__(self, report: bool = True) -> None:
+        self.report = report
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        jobs = [(folder, read_results(folder)) for folder in job_folders(sweep_dir)]
+        failed = [(folder, results) for folder, results in jobs if results.get("status") != "completed"]
+        console.rule("sweep finished")
+        console.print(f"  {len(jobs) - len(failed)} of {len(jobs)} jobs completed: {sweep_dir}", highlight=False)
+        for folder, results in failed:
+            error_console.print(
+                f"  [bold red]{results.get('status', 'failed')}:[/bold red] "
+                f"{escape(folder.name)}: {escape(str(results.get('error', '')))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if self.report and jobs:
+            from diffusion_lit.report import write_report
+
+            markdown, html = write_report(sweep_dir)
+            console.print(f"  report: {html} (and {markdown.name})", highlight=False)
+        if failed:
+            sys.exit(1)
