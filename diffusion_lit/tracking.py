@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from torchvision.io import ImageReadMode, read_image
 
 from diffusion_lit.cli import console
@@ -77,7 +78,7 @@ def wandb_logger(
         log_model=log_model,
         **init_kwargs,
     )
-    if offline:
+    if offline and rank_zero_only.rank == 0:  # DDP ranks > 0 build the logger too, but never log
         console.print(
             f"W&B: no credentials found, logging offline under {Path(save_dir) / 'wandb'} "
             "(upload later with `wandb sync <run folder>`; `wandb login` to log online).",

@@ -128,6 +128,7 @@ def _group_options(group: str) -> list[str]:
             "hydra",
             "debug",
             "experiment",
+            "hparams_search",
         ]
         for option in _group_options(group)
     ],

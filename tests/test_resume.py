@@ -20,3 +20,6 @@ def test_resumed_run_matches_the_uninterrupted_run(tmp_path):
     for key in ("state_dict", "current_model_state"):  # EMA weights and raw weights
         for name, value in straight[key].items():
             torch.testing.assert_close(resumed[key][name], value, rtol=0, atol=0, msg=f"{key}.{name}")
+    # The loss curve callback's history travels with the checkpoint: the resumed run plots both epochs.
+    curve_state = next(value for key, value in resumed["callbacks"].items() if key.startswith("LossCurve"))
+    assert [epoch for epoch, _ in curve_state["train_loss"]] == [1, 2]

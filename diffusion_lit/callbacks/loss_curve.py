@@ -22,6 +22,14 @@ class LossCurve(Callback):
         self.train_loss: list[tuple[int, float]] = []
         self.val_loss: list[tuple[int, float]] = []
 
+    def state_dict(self) -> dict[str, list[tuple[int, float]]]:
+        # In the checkpoint, so that a run resumed with ckpt_path= plots its whole history.
+        return {"train_loss": list(self.train_loss), "val_loss": list(self.val_loss)}
+
+    def load_state_dict(self, state_dict: dict[str, list[tuple[int, float]]]) -> None:
+        self.train_loss = [tuple(point) for point in state_dict["train_loss"]]
+        self.val_loss = [tuple(point) for point in state_dict["val_loss"]]
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get("train/loss_epoch")
         if value is not None:
