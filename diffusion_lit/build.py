@@ -12,16 +12,29 @@ from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.errors import UserError
+from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule
 
 
 def build_module(
     cfg: DictConfig, image_shape: tuple[int, int, int], run_config: dict[str, Any] | None = None
-) -> DiffusionModule:
-    """Instantiate schedule, U-Net, optimizer and sampler from ``cfg`` into a DiffusionModule.
+) -> DiffusionModule | SingleStepDenoiser:
+    """Instantiate schedule, U-Net, optimizer and sampler from ``cfg`` into a DiffusionModule,
+    or, when the config has a ``denoiser`` section (experiment=single_step_denoiser), the net
+    and optimizer into a SingleStepDenoiser.
 
     ``image_shape`` is (C, H, W) of the data; the net's input channels follow from it.
     """
+    if cfg.get("denoiser"):
+        return SingleStepDenoiser(
+            net=instantiate(cfg.model.net, in_channels=image_shape[0]),
+            optimizer=instantiate(cfg.optimizer),
+            image_shape=image_shape,
+            sigma=cfg.denoiser.sigma,
+            eval_sigmas=list(cfg.denoiser.eval_sigmas),
+            lr_warmup_steps=cfg.lr_warmup_steps,
+            run_config=run_config,
+        )
     schedule = NoiseSchedule(instantiate(cfg.schedule))
     model = cfg.model
     # .get defaults: configs stored in checkpoints written before these options existed.
@@ -44,10 +57,16 @@ def build_module(
     )
 
 
-def load_checkpoint(path: str | Path, sampler: DictConfig | None = None, map_location: str = "cpu") -> DiffusionModule:
+def load_checkpoint(
+    path: str | Path,
+    sampler: DictConfig | None = None,
+    map_location: str = "cpu",
+    kind: type | None = DiffusionModule,
+) -> DiffusionModule | SingleStepDenoiser:
     """Rebuild the module stored in a diffusion_lit checkpoint and load its (EMA) weights.
 
-    ``sampler``, when given, replaces the sampler config saved with the checkpoint.
+    ``sampler``, when given, replaces the sampler config saved with the checkpoint. ``kind``
+    is the module class the caller can use (None: any).
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -68,8 +87,24 @@ def load_checkpoint(path: str | Path, sampler: DictConfig | None = None, map_loc
     if sampler is not None:
         cfg.sampler = sampler
     module = build_module(cfg, tuple(stored["image_shape"]), run_config=stored["config"])
+    if kind is not None and not isinstance(module, kind):
+        raise UserError(
+            f"{path} holds a single-step denoiser, which does not sample: use "
+            f"`python -m diffusion_lit.edit task=denoiser ckpt={path}`."
+        )
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise UserError(f"checkpoint {path} does not match the network its config describes: {error}") from None
     return module.eval()
+
+
+def data_module_for(module: DiffusionModule, overrides: DictConfig | dict | None) -> Any:
+    """The checkpoint's data module, with the non-null ``overrides`` (root, data_dir, path) applied."""
+    data_cfg = OmegaConf.create(module.run_config.get("data") or {})
+    if "_target_" not in data_cfg:
+        raise UserError("the checkpoint stores no data config; it was not written by diffusion_lit.train.")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data_cfg[key] = value
+    return instantiate(data_cfg)

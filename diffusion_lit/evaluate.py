@@ -38,7 +38,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
-from diffusion_lit.build import load_checkpoint
+from diffusion_lit.build import data_module_for, load_checkpoint
 from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors
 from diffusion_lit.data.base import first_batches
 from diffusion_lit.diffusion.likelihood import variational_bound
@@ -50,17 +50,6 @@ from diffusion_lit.metrics.protocol import protocol_card
 SAMPLE_METRICS = ("fid", "kid", "precision_recall", "triangles", "memorization", "digits")
 FEATURE_METRICS = ("fid", "kid", "precision_recall")
 CONFIDENT = 0.9  # classifier confidence that counts a sample as a recognisable digit
-
-
-def data_module_for(module: DiffusionModule, overrides: DictConfig | dict | None) -> Any:
-    """The checkpoint's data module, with the non-null ``overrides`` (root, data_dir, path) applied."""
-    data_cfg = OmegaConf.create(module.run_config.get("data") or {})
-    if "_target_" not in data_cfg:
-        raise UserError("the checkpoint stores no data config; it was not written by diffusion_lit.train.")
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            data_cfg[key] = value
-    return instantiate(data_cfg)
 
 
 def real_batches(datamodule: Any, split: str, count: int, batch_size: int) -> Iterator[tuple]:

@@ -35,28 +35,36 @@ def grid_tensor(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
 
 
 def save_strips(
-    rows: Sequence[torch.Tensor], column_labels: Sequence[str], path: str | Path, title: str | None = None
+    rows: Sequence[torch.Tensor],
+    column_labels: Sequence[str],
+    path: str | Path,
+    title: str | None = None,
+    row_labels: Sequence[str] | None = None,
 ) -> Path:
-    """Save rows of images side by side with a label over each column.
+    """Save rows of images side by side with a label over each column (and, optionally, one
+    left of each row).
 
     ``rows``: one (K, C, H, W) tensor in [-1, 1] per row, K = len(column_labels).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     num_rows, num_cols = len(rows), len(column_labels)
-    figure, axes = plt.subplots(num_rows, num_cols, figsize=(1.3 * num_cols, 1.3 * num_rows + 0.4), squeeze=False)
+    width = 1.3 * num_cols + (0.5 if row_labels else 0.0)
+    figure, axes = plt.subplots(num_rows, num_cols, figsize=(width, 1.3 * num_rows + 0.4), squeeze=False)
     for row_index, row in enumerate(rows):
         for col_index in range(num_cols):
             image = to_unit_range(row[col_index])
             axis = axes[row_index][col_index]
             if image.shape[0] == 1:
-                axis.imshow(image[0], cmap="gray", vmin=0.0, vmax=1.0)
+                axis.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
             else:
-                axis.imshow(image.permute(1, 2, 0))
+                axis.imshow(image.permute(1, 2, 0).numpy())
             axis.set_xticks([])
             axis.set_yticks([])
             if row_index == 0:
                 axis.set_title(column_labels[col_index], fontsize=8)
+            if col_index == 0 and row_labels is not None:
+                axis.set_ylabel(row_labels[row_index], fontsize=8)
     if title:
         figure.suptitle(title, fontsize=9)
     figure.tight_layout()

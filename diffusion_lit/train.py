@@ -21,6 +21,7 @@ from diffusion_lit.build import build_module
 from diffusion_lit.cli import CONFIG_DIR, console
 from diffusion_lit.errors import UserError
 from diffusion_lit.images import save_grid
+from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.sweeps import RESULTS_FILE, ddp_processes_rerun_this_job, run_job, write_json
 from diffusion_lit.tracking import finish, log_config, log_images, log_results
 
@@ -125,7 +126,8 @@ def train(cfg: DictConfig) -> float | None:
             "val_loss": None if val_loss is None else float(val_loss),
         }
         # After fit the module holds the EMA weights (WeightAveraging copies them in on_train_end).
-        if trainer.is_global_zero and cfg.eval.num_samples > 0:
+        # A single-step denoiser (experiment=single_step_denoiser) has nothing to sample.
+        if trainer.is_global_zero and cfg.eval.num_samples > 0 and isinstance(module, DiffusionModule):
             started = time.perf_counter()
             generator = torch.Generator(device=module.device).manual_seed(cfg.eval.seed)
             samples = module.sample_in_batches(cfg.eval.num_samples, cfg.eval.batch_size, generator=generator)

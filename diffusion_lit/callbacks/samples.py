@@ -16,8 +16,10 @@ from lightning.pytorch.callbacks import Callback
 
 from diffusion_lit.diffusion.process import q_sample
 from diffusion_lit.diffusion.samplers import SamplerStep
+from diffusion_lit.editing.tasks import denoiser_task
 from diffusion_lit.errors import UserError
 from diffusion_lit.images import save_grid, save_strips
+from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule, images_of
 from diffusion_lit.tracking import log_image_file, log_images
 
@@ -145,3 +147,26 @@ class DenoisingStrips(Callback):
         path = self.output_dir / f"reverse_denoising_epoch{trainer.current_epoch + 1:03d}.png"
         save_strips(rows, labels, path, title="reverse process, EMA weights")
         log_image_file(trainer.loggers, "reverse_denoising", path, step=trainer.global_step)
+
+
+class DenoiserFigure(Callback):
+    """At the end of fit, the single-step denoiser's figure on validation images: noisy and
+    denoised at every level of ``sigmas`` (seed 004 part B.1.2)."""
+
+    def __init__(self, output_path: str, sigmas: list[float], num_images: int = 4, seed: int = 0) -> None:
+        if num_images < 1:
+            raise UserError(f"callbacks.denoiser_figure.num_images must be >= 1, got {num_images!r}.")
+        self.output_path = Path(output_path)
+        self.sigmas = list(sigmas)
+        self.num_images = num_images
+        self.seed = seed
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: SingleStepDenoiser) -> None:
+        if not trainer.is_global_zero:
+            return
+        with torch.random.fork_rng(devices=[]):
+            batch = next(iter(trainer.datamodule.val_dataloader()))
+        images = images_of(batch)[: self.num_images].to(pl_module.device)
+        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        path = denoiser_task(pl_module, images, self.sigmas, generator).save(self.output_path)
+        log_image_file(trainer.loggers, "denoising_sigmas", path, step=trainer.global_step)

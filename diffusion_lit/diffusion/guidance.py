@@ -1,4 +1,6 @@
-"""Classifier-free guidance (Ho & Salimans 2022): one conditional net, two predictions.
+"""Classifier-free guidance (Ho & Salimans 2022) and the compositions built on it: visual
+anagrams and hybrid images (seed 004 part A 1.8-1.9). Each returns a sampler-facing
+``model_fn(x_t, t) -> eps``, so every sampler runs them unchanged.
 
     eps = eps(x_t, t, null) + s * (eps(x_t, t, c) - eps(x_t, t, null))
 
@@ -38,5 +40,76 @@ def guided_eps(eps_fn: ConditionalEpsFn, labels: torch.Tensor, scale: float, nul
         both = eps_fn(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
         conditional, unconditional = both.chunk(2)
         return unconditional + scale * (conditional - unconditional)
+
+    return model_fn
+
+
+# Invertible image transforms for visual anagrams: each is its own inverse.
+VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": lambda x: x,
+    "flip": lambda x: x.flip(-2),  # upside down (seed 004 1.8)
+    "mirror": lambda x: x.flip(-1),  # left-right
+    "rot180": lambda x: x.flip(-2, -1),  # a 6 becomes a 9
+}
+
+
+def check_view(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if name not in VIEWS:
+        raise UserError(f"view must be one of {sorted(VIEWS)}, got {name!r}.")
+    return VIEWS[name]
+
+
+def anagram_eps(
+    eps_fn: ConditionalEpsFn,
+    conditions: list[tuple[torch.Tensor, str]],
+    scale: float,
+    null_label: int,
+    weights: list[float] | None = None,
+) -> ModelFn:
+    """Visual anagrams (Geng et al. 2024; seed 004 1.8): one image that shows class c_i when
+    seen through view v_i. Every view's guided noise estimate is computed on the transformed
+    image and transformed back, then they are averaged (weights w_i, default equal):
+
+        eps = sum_i w_i v_i^-1( CFG(v_i(x_t), t, c_i) )
+
+    With one condition, or identical conditions under the identity view, this is plain CFG.
+    """
+    if not conditions:
+        raise UserError("an anagram needs at least one (labels, view) condition.")
+    weights = [1.0 / len(conditions)] * len(conditions) if weights is None else list(weights)
+    if len(weights) != len(conditions) or abs(sum(weights) - 1.0) > 1e-6:
+        raise UserError(f"anagram weights must be one per condition and sum to 1, got {weights!r}.")
+    guided = [(guided_eps(eps_fn, labels, scale, null_label), check_view(view)) for labels, view in conditions]
+
+    def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # v(v(x)) = x for every view in VIEWS, so the view is its own inverse.
+        return sum(weight * view(fn(view(x), t)) for weight, (fn, view) in zip(weights, guided, strict=True))
+
+    return model_fn
+
+
+def hybrid_eps(
+    eps_fn: ConditionalEpsFn,
+    low_labels: torch.Tensor,
+    high_labels: torch.Tensor,
+    scale: float,
+    null_label: int,
+    lowpass: Callable[[torch.Tensor], torch.Tensor],
+) -> ModelFn:
+    """Hybrid images (Geng et al. 2024, "factorized diffusion"; seed 004 1.9): the low spatial
+    frequencies of the noise estimate come from one class, the high ones from another,
+
+        eps = lowpass(CFG(x_t, t, c_low)) + highpass(CFG(x_t, t, c_high)),
+        highpass(e) = e - lowpass(e),
+
+    so the image reads as c_low from afar (or blurred) and as c_high up close. With identical
+    classes this is plain CFG (lowpass + highpass = identity).
+    """
+    low = guided_eps(eps_fn, low_labels, scale, null_label)
+    high = guided_eps(eps_fn, high_labels, scale, null_label)
+
+    def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps_high = high(x, t)
+        return lowpass(low(x, t)) + eps_high - lowpass(eps_high)
 
     return model_fn

@@ -15,6 +15,8 @@
   trajectory for a denoising strip or to drive a progress bar.
 * ``spacing`` (keyword): how the ``steps`` timesteps are chosen, ``"time"`` or ``"logsnr"``
   (:func:`timestep_subsequence`); each sampler defaults to what its paper recommends.
+* ``edit`` (keyword): an :class:`Edit`, the editing tasks' hooks (start timestep, projection
+  after each step, RePaint resampling), applied by the loop all samplers share.
 
 Notation: ab_t = alphas_bar[t], alpha_t = sqrt(ab_t), sigma_t = sqrt(1 - ab_t),
 x_t = alpha_t x_0 + sigma_t eps. Every sampler runs on an ascending timestep subsequence
@@ -52,6 +54,28 @@ class SamplerStep:
 
 
 SamplerCallback = Callable[[SamplerStep], None]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """How an editing task changes a sampling run, the same way for every sampler (the
+    ``edit=`` keyword); see :mod:`diffusion_lit.editing`.
+
+    Attributes:
+        t_start: start at this timestep instead of T - 1, with the sampler's ``noise`` argument
+            being x_{t_start} (SDEdit, Meng et al. 2022; iterative denoising of a noisy image).
+            The timesteps are the sampler's usual ones below ``t_start``, so ``steps`` keeps
+            its density.
+        project: after every step to timestep s, x_s <- project(x_s, s), with s = None for the
+            clean image (inpainting puts the known pixels back, noised to level s).
+        resample: take every step this many times, going back from s to t through the forward
+            process q(x_t | x_s) in between (RePaint, Lugmayr et al. 2022, with jump length 1):
+            it lets the generated region agree with the known one. Single-step samplers only.
+    """
+
+    t_start: int | None = None
+    project: Callable[[torch.Tensor, int | None], torch.Tensor] | None = None
+    resample: int = 1
 
 
 SPACINGS = ("time", "logsnr")
@@ -122,9 +146,17 @@ class _Trajectory:
         device: torch.device,
         timesteps: list[int] | None = None,
         spacing: str = "time",
+        edit: Edit | None = None,
     ) -> None:
         if timesteps is None:
             timesteps = timestep_subsequence(schedule.num_timesteps, steps, spacing, schedule.alphas_bar)
+        if edit is not None and edit.t_start is not None:
+            t_start = edit.t_start
+            if isinstance(t_start, bool) or int(t_start) != t_start or not 0 <= t_start < schedule.num_timesteps:
+                raise UserError(
+                    f"the start timestep must be an integer in [0, {schedule.num_timesteps - 1}], got {t_start!r}."
+                )
+            timesteps = [t for t in timesteps if t < t_start] + [int(t_start)]
         self.timesteps = timesteps
         self.alphas_bar = schedule.alphas_bar.double().cpu().numpy()
         self.batch = batch
@@ -178,15 +210,37 @@ def _run(
     clip_x0: bool,
     callback: SamplerCallback | None,
     step: StepFn,
+    edit: Edit | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The loop every sampler shares: denoise at t, move to s with ``step``; the last step (to
-    the clean image, ab = 1) returns x0_hat, which is where every update rule here lands."""
+    the clean image, ab = 1) returns x0_hat, which is where every update rule here lands.
+    ``edit`` adds the editing hooks (:class:`Edit`): projection after each step, resampling."""
+    project = edit.project if edit is not None else None
+    resample = edit.resample if edit is not None else 1
     x = noise
     for index, (t, s) in enumerate(path.pairs()):
-        x0, eps = _denoise(model_fn, x, path.t_batch(t), path.ab(t), clip_x0)
-        x = x0 if s is None else step(x, x0, eps, t, s)
+        for attempt in range(resample):
+            x0, eps = _denoise(model_fn, x, path.t_batch(t), path.ab(t), clip_x0)
+            x_s = x0 if s is None else step(x, x0, eps, t, s)
+            if project is not None:
+                x_s = project(x_s, s)
+            if s is None or attempt == resample - 1:
+                break
+            # RePaint: back from s to t with q(x_t | x_s) = N(sqrt(ab_t / ab_s) x_s, (1 - ab_t / ab_s) I).
+            ratio = path.ab(t) / path.ab(s)
+            x = math.sqrt(ratio) * x_s + math.sqrt(1.0 - ratio) * randn_like(x_s, generator)
+        x = x_s
         _report(callback, index, len(path), t, x, x0)
     return x
+
+
+def _single_step_only(edit: Edit | None, sampler: str) -> None:
+    if edit is not None and edit.resample > 1:
+        raise UserError(
+            f"RePaint resampling (resample > 1) needs a single-step sampler (ddpm, ddim, strided, sde); "
+            f"{sampler} carries state from step to step."
+        )
 
 
 @torch.no_grad()
@@ -198,6 +252,7 @@ def ddpm_sample(
     generator: torch.Generator | None = None,
     callback: SamplerCallback | None = None,
     *,
+    edit: Edit | None = None,
     variance: Literal["beta", "beta_tilde"] = "beta_tilde",
     clip_x0: bool = True,
     spacing: str = "time",
@@ -219,7 +274,7 @@ def ddpm_sample(
        final step.
     """
     _check_choice("variance", variance, ("beta", "beta_tilde"))
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
         ab_t, ab_s = path.ab(t), path.ab(s)
@@ -228,7 +283,7 @@ def ddpm_sample(
         sigma2 = beta * (1.0 - ab_s) / (1.0 - ab_t) if variance == "beta_tilde" else beta
         return mean + sigma2**0.5 * randn_like(x, generator)
 
-    return _run(model_fn, path, noise, clip_x0, callback, step)
+    return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
 
 @torch.no_grad()
@@ -240,6 +295,7 @@ def ddim_sample(
     generator: torch.Generator | None = None,
     callback: SamplerCallback | None = None,
     *,
+    edit: Edit | None = None,
     eta: float = 0.0,
     clip_x0: bool = True,
     spacing: str = "time",
@@ -251,8 +307,8 @@ def ddim_sample(
     """
     if not 0.0 <= eta <= 1.0:
         raise UserError(f"sampler.eta must lie in [0, 1] (0 = deterministic DDIM, 1 = DDPM), got {eta!r}.")
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
-    return _ddim_loop(model_fn, path, noise, eta, clip_x0, generator, callback)
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
+    return _ddim_loop(model_fn, path, noise, eta, clip_x0, generator, callback, edit)
 
 
 def _ddim_loop(
@@ -263,6 +319,7 @@ def _ddim_loop(
     clip_x0: bool,
     generator: torch.Generator | None,
     callback: SamplerCallback | None,
+    edit: Edit | None = None,
 ) -> torch.Tensor:
     """Song et al. 2021, eq. 12, from t to s: x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s - sigma^2) eps
     + sigma z with sigma = eta sqrt((1 - ab_s) / (1 - ab_t)) sqrt(1 - ab_t / ab_s)."""
@@ -273,7 +330,7 @@ def _ddim_loop(
         x = math.sqrt(ab_s) * x0 + math.sqrt(max(1.0 - ab_s - sigma**2, 0.0)) * eps
         return x + sigma * randn_like(x, generator) if sigma > 0 else x
 
-    return _run(model_fn, path, noise, clip_x0, callback, step)
+    return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
 
 @torch.no_grad()
@@ -306,6 +363,7 @@ def strided_sample(
     generator: torch.Generator | None = None,
     callback: SamplerCallback | None = None,
     *,
+    edit: Edit | None = None,
     stride: int = 30,
     clip_x0: bool = False,
 ) -> torch.Tensor:
@@ -326,8 +384,8 @@ def strided_sample(
         raise UserError(f"sampler.stride must be an integer >= 1, got {stride!r}.")
     else:
         timesteps = sorted({*range(schedule.num_timesteps - 1, -1, -int(stride)), 0})
-    path = _Trajectory(schedule, None, noise.shape[0], noise.device, timesteps=timesteps)
-    return _ddim_loop(model_fn, path, noise, 0.0, clip_x0, generator, callback)
+    path = _Trajectory(schedule, None, noise.shape[0], noise.device, timesteps=timesteps, edit=edit)
+    return _ddim_loop(model_fn, path, noise, 0.0, clip_x0, generator, callback, edit)
 
 
 @torch.no_grad()
@@ -339,6 +397,7 @@ def dpm_solver_sample(
     generator: torch.Generator | None = None,
     callback: SamplerCallback | None = None,
     *,
+    edit: Edit | None = None,
     clip_x0: bool = True,
     spacing: str = "logsnr",
     stochastic: bool = False,
@@ -365,7 +424,8 @@ def dpm_solver_sample(
 
     which, like ancestral DDPM, injects fresh noise that corrects the model's errors.
     """
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
+    _single_step_only(edit, "dpm_solver")
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
     history: list[tuple[torch.Tensor, float]] = []  # (x0_hat, h) of the previous step
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
@@ -387,7 +447,7 @@ def dpm_solver_sample(
             + math.sqrt((1.0 - ab_s) * decay) * randn_like(x, generator)
         )
 
-    return _run(model_fn, path, noise, clip_x0, callback, step)
+    return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
 
 @torch.no_grad()
@@ -399,6 +459,7 @@ def sde_sample(
     generator: torch.Generator | None = None,
     callback: SamplerCallback | None = None,
     *,
+    edit: Edit | None = None,
     clip_x0: bool = True,
     spacing: str = "time",
 ) -> torch.Tensor:
@@ -417,14 +478,14 @@ def sde_sample(
     Song et al. do. One network evaluation per step; first order, so it wants many steps
     (hundreds to T).
     """
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
         ab_t = path.ab(t)
         beta = 1.0 - ab_t / path.ab(s)
         return (1.0 + 0.5 * beta) * x - beta / math.sqrt(1.0 - ab_t) * eps + math.sqrt(beta) * randn_like(x, generator)
 
-    return _run(model_fn, path, noise, clip_x0, callback, step)
+    return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
 
 @torch.no_grad()
@@ -436,6 +497,7 @@ def ode_sample(
     generator: torch.Generator | None = None,
     callback: SamplerCallback | None = None,
     *,
+    edit: Edit | None = None,
     clip_x0: bool = True,
     spacing: str = "logsnr",
 ) -> torch.Tensor:
@@ -455,7 +517,8 @@ def ode_sample(
     correction and x0_hat is merely the data mean), and the last, to u = 0, which returns
     x0_hat(x_{t_0}, t_0). Deterministic given the noise; 2 * steps - 2 network evaluations.
     """
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing)
+    _single_step_only(edit, "ode (Heun)")
+    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
     noisiest = path.timesteps[-1]
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps_t: torch.Tensor, t: int, s: int) -> torch.Tensor:
@@ -468,4 +531,4 @@ def ode_sample(
         _, eps_s = _denoise(model_fn, alpha_s * y_euler, path.t_batch(s), ab_s, clip_x0)
         return alpha_s * (y_euler + 0.5 * (u_s - u_t) * (eps_s - eps_t))
 
-    return _run(model_fn, path, noise, clip_x0, callback, step)
+    return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)

@@ -6,17 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_lit import __version__
 from diffusion_lit.diffusion.guidance import guided_eps
 from diffusion_lit.diffusion.process import check_prediction, min_snr_weight, prediction_target, q_sample, x0_and_eps
-from diffusion_lit.diffusion.samplers import ModelFn, SamplerCallback
+from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.errors import UserError
+from diffusion_lit.lit.base import TrainingModule
 
 # Element-wise loss between the network output and its target: MSE is Ho et al.'s L_simple,
 # L1 the cat slides' choice (seed 002), Huber (delta 1) quadratic near 0 and linear in the tails.
@@ -38,7 +37,7 @@ def labels_of(batch: torch.Tensor | tuple | list) -> torch.Tensor | None:
     return batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
 
 
-class DiffusionModule(pl.LightningModule):
+class DiffusionModule(TrainingModule):
     """Trains ``net`` on x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps to predict eps, x_0 or v.
 
     Args:
@@ -190,60 +189,25 @@ class DiffusionModule(pl.LightningModule):
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        warmup = self.lr_warmup_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-        )
-        # "name" is the key LearningRateMonitor logs the learning rate under.
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
-        }
-
-    def configure_gradient_clipping(
-        self,
-        optimizer: torch.optim.Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        """Clip by global norm as Lightning does, and log that norm (``train/grad_norm``, before
-        clipping): Lightning's clipping computes it and discards it, so logging it costs nothing.
-
-        Lightning calls this after the mixed-precision plugin has unscaled the gradients.
-        """
-        if gradient_clip_algorithm not in (None, "norm"):
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-            return
-        max_norm = gradient_clip_val if gradient_clip_val else float("inf")  # 0/None: no clipping
-        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
-        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # What ``sample`` needs to rebuild this module without the original config files.
-        checkpoint["diffusion_lit"] = {
-            "config": self.run_config,
-            "image_shape": list(self.image_shape),
-            "version": __version__,
-        }
+    def conditional_eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """eps predicted at (x_t, t[, labels]), whatever the net's parameterization (eps, x0, v);
+        the building block of guidance and its compositions (:mod:`diffusion_lit.diffusion.guidance`)."""
+        output = self._net(x, t, labels).to(x.dtype)
+        return x0_and_eps(self.prediction, self.schedule, output, x, t)[1]
 
     def eps_fn(self, labels: torch.Tensor | None = None, guidance_scale: float | None = None) -> ModelFn:
         """The sampler-facing noise predictor ``model_fn(x_t, t) -> eps``: the net's output
         converted from its parameterization and, for a conditional net, classifier-free guidance
         towards ``labels`` at ``guidance_scale`` (default: the module's)."""
-
-        def conditional_eps(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-            output = self._net(x, t, y).to(x.dtype)
-            return x0_and_eps(self.prediction, self.schedule, output, x, t)[1]
-
         if self.num_classes == 0:
             if labels is not None:
                 raise UserError("labels were given, but the model is unconditional (trained with model.num_classes=0).")
-            return lambda x, t: conditional_eps(x, t, None)
+            return lambda x, t: self.conditional_eps(x, t, None)
         labels = self._check_labels(labels)
-        scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        return guided_eps(conditional_eps, labels, scale, self.net.null_label)
+        return guided_eps(self.conditional_eps, labels, self.scale_or_default(guidance_scale), self.net.null_label)
+
+    def scale_or_default(self, guidance_scale: float | None) -> float:
+        return self.guidance_scale if guidance_scale is None else guidance_scale
 
     @torch.no_grad()
     def sample(
@@ -254,12 +218,18 @@ class DiffusionModule(pl.LightningModule):
         noise: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         guidance_scale: float | None = None,
+        model_fn: ModelFn | None = None,
+        edit: Edit | None = None,
+        sampler: Callable[..., torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Draw ``num_samples`` images (N, C, H, W) in [-1, 1] with the configured sampler.
 
         ``noise`` (N, C, H, W), when given, is the starting point instead of fresh noise. For a
         class-conditional model, ``labels`` (N,) are the classes (default: 0, 1, ..., K-1, 0, ...)
         and ``guidance_scale`` the classifier-free guidance scale (default: the module's).
+        The editing tasks pass their own ``model_fn`` (anagrams, hybrids; it replaces labels and
+        guidance) and ``edit`` hooks (start timestep, inpainting projection; see samplers.Edit);
+        ``sampler`` replaces the configured sampler for this call.
 
         The net is put in eval mode for the duration (dropout off) and restored afterwards.
         """
@@ -267,20 +237,28 @@ class DiffusionModule(pl.LightningModule):
             device = generator.device if generator is not None else self.device
             noise = torch.randn((num_samples, *self.image_shape), generator=generator, device=device)
         noise = noise.to(self.device)
-        if labels is None and self.num_classes > 0:
-            labels = torch.arange(noise.shape[0]) % self.num_classes
-        if labels is not None:
-            labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
-            if labels.shape != (noise.shape[0],):
-                raise UserError(f"need one label per sample ({noise.shape[0]}), got {labels.numel()}.")
-        model_fn = self.eps_fn(labels, guidance_scale)
+        if model_fn is None:
+            model_fn = self.eps_fn(self.labels_for(labels, noise.shape[0]), guidance_scale)
         was_training = self.net.training
         self.net.eval()
         try:
-            samples = self.sampler(model_fn, self.schedule, noise, generator=generator, callback=callback)
+            sampler = sampler or self.sampler
+            samples = sampler(model_fn, self.schedule, noise, generator=generator, callback=callback, edit=edit)
         finally:
             self.net.train(was_training)
         return samples.clamp(-1.0, 1.0)
+
+    def labels_for(self, labels: torch.Tensor | list[int] | None, count: int) -> torch.Tensor | None:
+        """``count`` labels on the module's device: the given ones (one per image), or for a
+        conditional model without them the classes in turn (0, 1, ..., K-1, 0, ...)."""
+        if labels is None and self.num_classes > 0:
+            labels = torch.arange(count) % self.num_classes
+        if labels is None:
+            return None
+        labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+        if labels.shape != (count,):
+            raise UserError(f"need one label per sample ({count}), got {labels.numel()}.")
+        return labels
 
     def sample_in_batches(
         self,

@@ -26,9 +26,12 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from diffusion_lit.build import load_checkpoint  # noqa: E402
+from diffusion_lit.build import (
+    data_module_for,  # noqa: E402
+    load_checkpoint,  # noqa: E402
+)
 from diffusion_lit.cli import CONFIG_DIR  # noqa: E402
-from diffusion_lit.evaluate import count_network_calls, data_module_for  # noqa: E402
+from diffusion_lit.evaluate import count_network_calls  # noqa: E402
 from diffusion_lit.images import grid_tensor  # noqa: E402
 
 # (sampler config, steps); None = the config's default (strided: stride 30 = 34 steps).
