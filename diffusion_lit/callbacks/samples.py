@@ -33,6 +33,15 @@ def _is_due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
     return epoch % every_n_epochs == 0 or is_last
 
 
+def first_val_images(trainer: pl.Trainer, count: int, device: torch.device) -> torch.Tensor:
+    """The first ``count`` images of the first validation batch, for figures."""
+    # A DataLoader iterator draws its base seed from the global generator; fork it so that a
+    # figure does not shift the training run's random stream (exact resume relies on it).
+    with torch.random.fork_rng(devices=[]):
+        batch = next(iter(trainer.datamodule.val_dataloader()))
+    return images_of(batch)[:count].to(device)
+
+
 def sample_across_ranks(trainer: pl.Trainer, pl_module: DiffusionModule, num_samples: int, seed: int) -> torch.Tensor:
     """``num_samples`` images with each DDP rank generating its share; every rank gets them all.
 
@@ -110,11 +119,7 @@ class DenoisingStrips(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: DiffusionModule) -> None:
         if not trainer.is_global_zero:
             return
-        # A DataLoader iterator draws its base seed from the global generator; fork it so that
-        # this figure does not shift the training run's random stream (exact resume relies on it).
-        with torch.random.fork_rng(devices=[]):
-            batch = next(iter(trainer.datamodule.val_dataloader()))
-        images = images_of(batch)[: self.num_images].to(pl_module.device)
+        images = first_val_images(trainer, self.num_images, pl_module.device)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         noise = torch.randn(images.shape, generator=generator, device=pl_module.device)
         timesteps = self._column_timesteps(pl_module.schedule.num_timesteps)
@@ -164,9 +169,7 @@ class DenoiserFigure(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: SingleStepDenoiser) -> None:
         if not trainer.is_global_zero:
             return
-        with torch.random.fork_rng(devices=[]):
-            batch = next(iter(trainer.datamodule.val_dataloader()))
-        images = images_of(batch)[: self.num_images].to(pl_module.device)
+        images = first_val_images(trainer, self.num_images, pl_module.device)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         path = denoiser_task(pl_module, images, self.sigmas, generator).save(self.output_path)
         log_image_file(trainer.loggers, "denoising_sigmas", path, step=trainer.global_step)
