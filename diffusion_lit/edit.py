@@ -21,6 +21,7 @@ from diffusion_lit.editing.inputs import load_image_file, make_mask
 from diffusion_lit.errors import UserError
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule, images_of
+from diffusion_lit.metrics.features import DomainFeatures, domain_checkpoint_path
 from diffusion_lit.sample import sample_labels
 
 GENERATING_TASKS = ("anagram", "hybrid")  # start from noise: no input images
@@ -44,17 +45,35 @@ def input_images(module: DiffusionModule | SingleStepDenoiser, cfg: DictConfig) 
     return images.to(module.device)
 
 
+def digit_classifier(module: DiffusionModule, cfg: DictConfig) -> tasks.Classifier | None:
+    """The project's MNIST classifier (``diffusion_lit.train_features``) for a model of MNIST
+    digits, if it has been trained; it tells whether anagrams and hybrids read as intended."""
+    data_cfg = module.run_config.get("data") or {}
+    if "mnist" not in str(data_cfg.get("_target_", "")):
+        return None
+    path = domain_checkpoint_path(cfg.data.get("data_dir") or data_cfg.get("data_dir") or ".")
+    if not path.is_file():
+        console.print(
+            f"(no MNIST classifier at {path}: train it with diffusion_lit.train_features to score the images)"
+        )
+        return None
+    classifier = DomainFeatures(path).to(module.device)
+    return classifier.probabilities
+
+
 def run_task(module: DiffusionModule, cfg: DictConfig, generator: torch.Generator) -> tasks.Figure:
     task, T = cfg.task, module.schedule.num_timesteps
     name = task.name
     if name in GENERATING_TASKS:
+        classifier = digit_classifier(module, cfg)
         if name == "anagram":
             return tasks.anagram_task(
-                module, task.num_samples, list(task.classes), list(task.views), task.guidance_scale, generator
-            )
+                module, task.num_samples, list(task.classes), list(task.views), task.guidance_scale, generator,
+                classifier,
+            )  # fmt: skip
         return tasks.hybrid_task(
             module, task.num_samples, task.low_class, task.high_class, task.kernel_size, task.sigma,
-            task.guidance_scale, generator,
+            task.guidance_scale, generator, classifier,
         )  # fmt: skip
     images = input_images(module, cfg)
     labels = sample_labels(cfg.labels, images.shape[0], module.num_classes)

@@ -23,6 +23,9 @@ from diffusion_lit.images import save_strips
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule
 
+# Class probabilities (N, K) of images (N, C, H, W) in [-1, 1], e.g. the MNIST domain classifier.
+Classifier = Callable[[torch.Tensor], torch.Tensor]
+
 
 @dataclass
 class Figure:
@@ -275,9 +278,12 @@ def anagram_task(
     views: list[str],
     guidance_scale: float,
     generator: torch.Generator,
+    classifier: Classifier | None = None,
 ) -> Figure:
     """Visual anagrams (seed 004 1.8): images that show ``classes[i]`` through ``views[i]``
-    (e.g. a 6 upright that is a 9 rotated by 180 degrees)."""
+    (e.g. a 6 upright that is a 9 rotated by 180 degrees). With a ``classifier`` (class
+    probabilities of images), the share of samples read as the intended class in each view,
+    and in all views at once."""
     if len(classes) != len(views):
         raise UserError(f"task.classes and task.views need one view per class, got {classes!r} and {views!r}.")
     labels = _class_labels(module, list(classes), num_samples, "task.classes")
@@ -286,10 +292,17 @@ def anagram_task(
     )
     samples = module.sample(num_samples, generator=generator, model_fn=model_fn)
     columns = [check_view(view)(samples) for view in views]
+    metrics = {}
+    if classifier is not None:
+        hits = [classifier(column).argmax(dim=1).cpu() == c for column, c in zip(columns, classes, strict=True)]
+        for c, view, hit in zip(classes, views, hits, strict=True):
+            metrics[f"read_as_{c}_{view}"] = float(hit.float().mean())
+        metrics["read_as_intended_in_every_view"] = float(torch.stack(hits).all(dim=0).float().mean())
     return Figure(
         rows=list(torch.stack(columns, dim=1)),
         column_labels=[f"class {c}, {view}" for c, view in zip(classes, views, strict=True)],
         title=f"visual anagrams, guidance scale {guidance_scale}",
+        metrics=metrics,
     )
 
 
@@ -302,16 +315,25 @@ def hybrid_task(
     sigma: float,
     guidance_scale: float,
     generator: torch.Generator,
+    classifier: Classifier | None = None,
 ) -> Figure:
     """Hybrid images (seed 004 1.9): low frequencies of class ``low_class``, high frequencies of
-    ``high_class``; the blurred column shows what the image looks like from afar."""
+    ``high_class``; the blurred column shows what the image looks like from afar. With a
+    ``classifier``, the share read as ``high_class`` as is and as ``low_class`` blurred."""
     if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
         raise UserError(f"task.kernel_size must be odd and >= 1 and task.sigma > 0, got {kernel_size!r}, {sigma!r}.")
     low, high = _class_labels(module, [low_class, high_class], num_samples, "task.low_class/high_class")
     lowpass = functools.partial(gaussian_blur, kernel_size=[kernel_size, kernel_size], sigma=[sigma, sigma])
     model_fn = hybrid_eps(module.conditional_eps, low, high, guidance_scale, module.net.null_label, lowpass)
     samples = module.sample(num_samples, generator=generator, model_fn=model_fn)
+    metrics = {}
+    if classifier is not None:
+        metrics[f"read_as_{high_class}"] = float((classifier(samples).argmax(dim=1).cpu() == high_class).float().mean())
+        metrics[f"read_as_{low_class}_blurred"] = float(
+            (classifier(lowpass(samples)).argmax(dim=1).cpu() == low_class).float().mean()
+        )
     return Figure(
+        metrics=metrics,
         rows=list(torch.stack([samples, lowpass(samples)], dim=1)),
         column_labels=[f"hybrid {low_class}/{high_class}", f"low-pass: {low_class}"],
         title=f"hybrid images (Gaussian low-pass: kernel {kernel_size}, sigma {sigma}), guidance {guidance_scale}",
