@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
 
-from diffusion_lit.build import build_module
+from diffusion_lit.build import build_module, load_checkpoint
 from diffusion_lit.cli import CONFIG_DIR
 from diffusion_lit.diffusion.guidance import anagram_eps, guided_eps, hybrid_eps
 from diffusion_lit.diffusion.samplers import Edit, ddim_sample, ddpm_sample, dpm_solver_sample
@@ -192,9 +192,11 @@ def test_denoiser_trains_and_is_drawn_at_other_noise_levels(conditional_mnist, t
     )  # fmt: skip
     assert "mse_sigma0.5" in result.stdout and (tmp_path / "den.png").is_file()
     # A denoiser cannot sample, and diffusion tasks need a diffusion model: clear messages.
-    result = run_cli("diffusion_lit.sample", f"ckpt={workdir / 'den' / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path,
-                     check=False)  # fmt: skip
-    assert result.returncode == 2 and "single-step denoiser" in result.stderr
-    result = run_cli("diffusion_lit.edit", "task=anagram", f"ckpt={workdir / 'den' / 'checkpoints' / 'last.ckpt'}",
-                     cwd=tmp_path, check=False)  # fmt: skip
-    assert result.returncode == 2 and "task=denoiser needs" in result.stderr
+    with pytest.raises(UserError, match="holds a single-step denoiser, which does not sample"):
+        load_checkpoint(workdir / "den" / "checkpoints" / "last.ckpt")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="edit", overrides=["task=anagram", f"ckpt={workdir / 'den' / 'checkpoints' / 'last.ckpt'}"]
+        )
+    with pytest.raises(UserError, match="task=denoiser needs a single-step denoiser checkpoint"):
+        edit(cfg)

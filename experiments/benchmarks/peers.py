@@ -1,0 +1,251 @@
+"""Our U-Net against diffusers' UNet2DModel and denoising-diffusion-pytorch's Unet, side by side.
+
+    pip install -e ".[bench]"      # diffusers, denoising-diffusion-pytorch
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 \
+        python experiments/benchmarks/peers.py [--sizes 3M 10M] [--channels 1 3] [--repeats 10]
+
+For each parameter-count class and channel count, every network is measured in ONE process,
+interleaved (A, B, C, A, B, C ...) after warm-up, median of ``--repeats``:
+
+1. train step (images/s): q_sample on a linear schedule, the network, MSE on the noise,
+   backward, AdamW, at batch 64, for fp32 and each side's other settings (bf16 autocast,
+   channels_last, both); "best" is each network's fastest setting;
+2. sampling: ms per denoising step (forward pass at batch 64 under inference_mode, the whole
+   cost of a sampler step) and the total for 16 samples with 50-step DDIM and 1000-step DDPM
+   (per-step time at batch 16 times the steps);
+3. achieved FLOP/s of our train step (torch.utils.flop_counter) against the measured peak of a
+   large matmul in the same run.
+
+Peak memory of a training process is measured separately (``--memory``): one subprocess per
+network and setting, reporting its maximum resident set size after 5 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SIZES = {
+    # class: (ours: base, mults, res blocks), (ddpm-pytorch dim), (diffusers base)
+    "3M": ((32, (1, 2, 4), 1), 32, 32),
+    "10M": ((64, (1, 2, 4), 1), 64, 64),
+}
+SETTINGS = {"fp32": (False, False), "bf16": (True, False), "channels_last": (False, True), "bf16+cl": (True, True)}
+
+
+class Adapter(nn.Module):
+    """net(x, t) -> eps for every library."""
+
+    def __init__(self, net: nn.Module, call: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.net, self.call = net, call
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.call(self.net, x, t)
+
+
+def build(library: str, size: str, channels: int, image_size: int) -> nn.Module:
+    ours, dim, base = SIZES[size]
+    if library == "ours":
+        from diffusion_lit.models.unet import UNet
+
+        width, mults, blocks = ours
+        net = UNet(in_channels=channels, image_size=image_size, base_channels=width, channel_mults=mults,
+                   num_res_blocks=blocks, attention_resolutions=(), num_heads=4)  # fmt: skip
+        return Adapter(net, lambda n, x, t: n(x, t))
+    if library == "denoising-diffusion-pytorch":
+        from denoising_diffusion_pytorch import Unet
+
+        return Adapter(Unet(dim=dim, dim_mults=(1, 2, 4), channels=channels), lambda n, x, t: n(x, t))
+    if library == "diffusers":
+        from diffusers import UNet2DModel
+
+        net = UNet2DModel(sample_size=image_size, in_channels=channels, out_channels=channels,
+                          block_out_channels=(base, 2 * base, 4 * base), down_block_types=("DownBlock2D",) * 3,
+                          up_block_types=("UpBlock2D",) * 3)  # fmt: skip
+        return Adapter(net, lambda n, x, t: n(x, t).sample)
+    raise ValueError(library)
+
+
+LIBRARIES = ("ours", "denoising-diffusion-pytorch", "diffusers")
+ALPHAS_BAR = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x0: torch.Tensor, bf16: bool) -> None:
+    t = torch.randint(0, 1000, (x0.shape[0],))
+    noise = torch.randn_like(x0)
+    ab = ALPHAS_BAR[t].view(-1, 1, 1, 1)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+        loss = F.mse_loss(net(x_t, t).float(), noise)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+@torch.inference_mode()
+def sample_step(net: nn.Module, x: torch.Tensor, bf16: bool) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+        net(x, torch.full((x.shape[0],), 500))
+
+
+def prepared(library: str, size: str, channels: int, image_size: int, setting: str) -> tuple[nn.Module, bool, bool]:
+    bf16, channels_last = SETTINGS[setting]
+    torch.manual_seed(0)
+    net = build(library, size, channels, image_size)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net, bf16, channels_last
+
+
+def batch(size: int, channels: int, image_size: int, channels_last: bool) -> torch.Tensor:
+    x = torch.rand(size, channels, image_size, image_size) * 2 - 1
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def interleaved(steps: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each step, measured A, B, C, A, B, C ... after warm-up."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of an n x n matmul (2 n^3 FLOPs), median of repeats."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    seconds = interleaved({"mm": lambda: a @ b}, 2, repeats)["mm"]
+    return 2 * n**3 / seconds
+
+
+def train_flops(net: nn.Module, x0: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    with FlopCounterMode(display=False) as counter:
+        train_step(net, optimizer, x0, bf16=False)
+    return counter.get_total_flops()
+
+
+def measure(size: str, channels: int, args: argparse.Namespace) -> dict:
+    results: dict = {"size": size, "channels": channels, "params_M": {}, "train_images_per_s": {}}
+    train, sample16, sample64 = {}, {}, {}
+    for library in LIBRARIES:
+        for setting in args.settings:
+            net, bf16, channels_last = prepared(library, size, channels, args.image_size, setting)
+            results["params_M"][library] = round(sum(p.numel() for p in net.parameters()) / 1e6, 2)
+            optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+            x0 = batch(args.batch_size, channels, args.image_size, channels_last)
+            name = f"{library} | {setting}"
+            train[name] = lambda net=net, o=optimizer, x=x0, b=bf16: train_step(net, o, x, b)
+            x64, x16 = (batch(n, channels, args.image_size, channels_last) for n in (64, 16))
+            sample64[name] = lambda net=net, x=x64, b=bf16: sample_step(net, x, b)
+            sample16[name] = lambda net=net, x=x16, b=bf16: sample_step(net, x, b)
+    for name, seconds in interleaved(train, args.warmup, args.repeats).items():
+        results["train_images_per_s"][name] = round(args.batch_size / seconds, 1)
+    per_step64 = interleaved(sample64, args.warmup, args.repeats)
+    per_step16 = interleaved(sample16, args.warmup, args.repeats)
+    results["sample_ms_per_step"] = {name: round(1000 * s, 1) for name, s in per_step64.items()}
+    results["ddim50_16_samples_s"] = {name: round(50 * s, 2) for name, s in per_step16.items()}
+    results["ddpm1000_16_samples_s"] = {name: round(1000 * s, 1) for name, s in per_step16.items()}
+    # Achieved FLOP/s of our fp32 train step against the fp32 matmul peak, measured now.
+    net, _, _ = prepared("ours", size, channels, args.image_size, "fp32")
+    flops = train_flops(net, batch(args.batch_size, channels, args.image_size, False))
+    seconds = args.batch_size / results["train_images_per_s"]["ours | fp32"]
+    results["ours_train_gflop_per_step"] = round(flops / 1e9, 2)
+    results["ours_achieved_gflops_fp32"] = round(flops / seconds / 1e9, 1)
+    results["matmul_peak_gflops_fp32"] = round(matmul_peak(torch.float32) / 1e9, 1)
+    results["matmul_peak_gflops_bf16"] = round(matmul_peak(torch.bfloat16) / 1e9, 1)
+    return results
+
+
+def peak_memory(library: str, size: str, channels: int, setting: str, args: argparse.Namespace) -> float:
+    """Max RSS (MB) of a fresh process that builds the network and runs 5 train steps."""
+    code = (
+        "import sys, resource, torch; sys.argv=['x']; import experiments.benchmarks.peers as p\n"
+        f"net, bf16, cl = p.prepared({library!r}, {size!r}, {channels}, {args.image_size}, {setting!r})\n"
+        "o = torch.optim.AdamW(net.parameters(), lr=1e-4)\n"
+        f"x = p.batch({args.batch_size}, {channels}, {args.image_size}, cl)\n"
+        "[p.train_step(net, o, x, bf16) for _ in range(5)]\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return round(float(output.strip().splitlines()[-1]), 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--channels", nargs="+", type=int, default=[1, 3])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--memory", action="store_true", help="also measure peak RSS per network (subprocesses)")
+    parser.add_argument("--out", default=None, help="write the results as JSON")
+    args = parser.parse_args()
+    header = {
+        "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "MALLOC_MMAP_MAX_": os.environ.get("MALLOC_MMAP_MAX_", "unset"),
+        "command": " ".join(sys.argv),
+    }  # fmt: skip
+    print(json.dumps(header))
+    runs = []
+    for size in args.sizes:
+        for channels in args.channels:
+            result = measure(size, channels, args)
+            if args.memory:
+                result["peak_rss_MB_fp32"] = {lib: peak_memory(lib, size, channels, "fp32", args) for lib in LIBRARIES}
+            runs.append(result)
+            print(json.dumps(result, indent=1), flush=True)
+            summarize(result)
+    if args.out:
+        with open(args.out, "w") as file:
+            json.dump({"header": header, "runs": runs}, file, indent=1)
+
+
+def summarize(result: dict) -> None:
+    """Ratios: ours over the faster peer, at fp32 and at each side's best setting."""
+    train, sample = result["train_images_per_s"], result["sample_ms_per_step"]
+
+    def best(library: str, table: dict, higher: bool) -> tuple[str, float]:
+        rows = {k: v for k, v in table.items() if k.startswith(library + " |")}
+        name = (max if higher else min)(rows, key=rows.get)
+        return name, rows[name]
+
+    peers = [lib for lib in LIBRARIES if lib != "ours"]
+    fp32_peer = max(train[f"{lib} | fp32"] for lib in peers)
+    best_peer = max(best(lib, train, True)[1] for lib in peers)
+    ours_best = best("ours", train, True)
+    sample_peer = min(best(lib, sample, False)[1] for lib in peers)
+    print(
+        f"[{result['size']}, {result['channels']} ch] train fp32: ours/faster peer = "
+        f"{train['ours | fp32'] / fp32_peer:.2f}x; best settings: {ours_best[1] / best_peer:.2f}x ({ours_best[0]}); "
+        f"sampling step (best): {sample_peer / best('ours', sample, False)[1]:.2f}x faster; "
+        f"achieved {result['ours_achieved_gflops_fp32']} GFLOP/s of "
+        f"{result['matmul_peak_gflops_fp32']} fp32 matmul peak",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
