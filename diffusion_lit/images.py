@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,7 +51,11 @@ def save_strips(
     path.parent.mkdir(parents=True, exist_ok=True)
     num_rows, num_cols = len(rows), len(column_labels)
     width = 1.3 * num_cols + (0.5 if row_labels else 0.0)
-    figure, axes = plt.subplots(num_rows, num_cols, figsize=(width, 1.3 * num_rows + 0.4), squeeze=False)
+    # Narrow figures (two columns) would cut a long title: wrap it to ~14 characters per inch.
+    title_lines = textwrap.wrap(title, width=max(20, int(14 * width))) if title else []
+    title_inches = 0.15 * len(title_lines) if title_lines else 0.0
+    height = 1.3 * num_rows + 0.25 + title_inches
+    figure, axes = plt.subplots(num_rows, num_cols, figsize=(width, height), squeeze=False)
     for row_index, row in enumerate(rows):
         for col_index in range(num_cols):
             image = to_unit_range(row[col_index])
@@ -65,9 +70,10 @@ def save_strips(
                 axis.set_title(column_labels[col_index], fontsize=8)
             if col_index == 0 and row_labels is not None:
                 axis.set_ylabel(row_labels[row_index], fontsize=8)
-    if title:
-        figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
+    if title_lines:
+        figure.suptitle("\n".join(title_lines), fontsize=9)
+    # Keep the title's band out of tight_layout, which would otherwise let column labels overlap it.
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - title_inches / height))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

@@ -19,7 +19,7 @@ edit task=sdedit ckpt="$CKPT" image=$OUT/hand_drawn_7.png out=$OUT/sdedit_hand_d
 edit task=sdedit ckpt="$CKPT" image=$OUT/hand_drawn_7.png labels=1 guidance_scale=3 out=$OUT/sdedit_hand_drawn_7_to_1.png
 edit task=inpaint ckpt="$CKPT" mask=bottom out=$OUT/inpaint_bottom.png
 edit task=inpaint ckpt="$CKPT" mask=center task.resample=5 out=$OUT/inpaint_center_repaint.png
-edit task=inpaint ckpt="$CKPT" image=$OUT/hand_drawn_3.png mask=right labels=8 guidance_scale=3 out=$OUT/inpaint_hand_drawn_3_to_8.png
+edit task=inpaint ckpt="$CKPT" image=$OUT/hand_drawn_3.png mask=left labels=8 guidance_scale=3 out=$OUT/inpaint_hand_drawn_3_to_8.png
 edit task=anagram ckpt="$CKPT" out=$OUT/anagram_6_9.png
-edit task=hybrid ckpt="$CKPT" out=$OUT/hybrid_0_1.png
+edit task=hybrid ckpt="$CKPT" out=$OUT/hybrid_9_4.png
 edit task=denoiser ckpt="$DENOISER" out=$OUT/denoiser_sigmas.png
