@@ -54,6 +54,8 @@ def build_module(
         guidance_scale=model.get("guidance_scale", 1.0),
         lr_warmup_steps=cfg.lr_warmup_steps,
         run_config=run_config,
+        channels_last=model.get("channels_last", False),
+        compile=model.get("compile", False),
     )
 
 

@@ -243,7 +243,7 @@ def _single_step_only(edit: Edit | None, sampler: str) -> None:
         )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def ddpm_sample(
     model_fn: ModelFn,
     schedule: NoiseSchedule,
@@ -286,7 +286,7 @@ def ddpm_sample(
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def ddim_sample(
     model_fn: ModelFn,
     schedule: NoiseSchedule,
@@ -333,7 +333,7 @@ def _ddim_loop(
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def ddim_invert(
     model_fn: ModelFn, schedule: NoiseSchedule, x0: torch.Tensor, steps: int | None = 50, spacing: str = "time"
 ) -> torch.Tensor:
@@ -354,7 +354,7 @@ def ddim_invert(
     return x
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def strided_sample(
     model_fn: ModelFn,
     schedule: NoiseSchedule,
@@ -388,7 +388,7 @@ def strided_sample(
     return _ddim_loop(model_fn, path, noise, 0.0, clip_x0, generator, callback, edit)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def dpm_solver_sample(
     model_fn: ModelFn,
     schedule: NoiseSchedule,
@@ -450,7 +450,7 @@ def dpm_solver_sample(
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sde_sample(
     model_fn: ModelFn,
     schedule: NoiseSchedule,
@@ -488,7 +488,7 @@ def sde_sample(
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def ode_sample(
     model_fn: ModelFn,
     schedule: NoiseSchedule,

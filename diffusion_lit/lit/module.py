@@ -3,6 +3,7 @@ optional class conditioning), and sampling with any sampler, with classifier-fre
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -25,6 +26,16 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "huber": lambda output, target: F.huber_loss(output, target, reduction="none", delta=1.0),
 }
 WEIGHTINGS = ("uniform", "min_snr")
+# torch.compile wrappers by net, outside the module tree: state_dict, checkpoints and the EMA
+# copy (a deepcopy of the module) keep the plain net.
+_COMPILED: weakref.WeakKeyDictionary[nn.Module, Callable[..., torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def compiled(net: nn.Module) -> Callable[..., torch.Tensor]:
+    """``torch.compile(net)``, built once per net."""
+    if net not in _COMPILED:
+        _COMPILED[net] = torch.compile(net)
+    return _COMPILED[net]
 
 
 def images_of(batch: torch.Tensor | tuple | list) -> torch.Tensor:
@@ -59,6 +70,10 @@ class DiffusionModule(TrainingModule):
         lr_warmup_steps: linear learning-rate warm-up over this many optimizer steps.
         run_config: the resolved run config, stored in every checkpoint so that it can be
             rebuilt without the original config files.
+        channels_last: keep the net's weights and inputs in NHWC memory order (faster
+            convolutions on some CPUs and on tensor-core GPUs; the numbers are unchanged).
+        compile: run the training forward through ``torch.compile`` (the first step pays the
+            compilation; see experiments/benchmarks/README.md for its cost and gain).
     """
 
     def __init__(
@@ -76,6 +91,8 @@ class DiffusionModule(TrainingModule):
         guidance_scale: float = 1.0,
         lr_warmup_steps: int = 0,
         run_config: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -88,7 +105,9 @@ class DiffusionModule(TrainingModule):
             raise UserError(f"model.cond_drop_prob must lie in [0, 1), got {cond_drop_prob!r}.")
         if lr_warmup_steps < 0:
             raise UserError(f"model.lr_warmup_steps must be >= 0, got {lr_warmup_steps!r}.")
-        self.net = net
+        self.channels_last = bool(channels_last)
+        self.net = net.to(memory_format=torch.channels_last) if self.channels_last else net
+        self.compile_net = bool(compile)  # not self.compile: that is nn.Module's compile()
         self.schedule = schedule
         self.optimizer_factory = optimizer
         self.sampler = sampler
@@ -117,7 +136,12 @@ class DiffusionModule(TrainingModule):
         return self._net(x, t, labels)
 
     def _net(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return self.net(x, t) if self.num_classes == 0 else self.net(x, t, labels)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        # Compiled for the training forward only (gradients on): validation and sampling run the
+        # plain net, so they neither recompile for eval mode nor wait for a compilation.
+        net = compiled(self.net) if self.compile_net and torch.is_grad_enabled() else self.net
+        return net(x, t) if self.num_classes == 0 else net(x, t, labels)
 
     def _labels_for_net(self, labels: torch.Tensor | None) -> torch.Tensor | None:
         """Labels for the net: None for an unconditional net (labels of the data are ignored).
@@ -172,13 +196,20 @@ class DiffusionModule(TrainingModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self.diffusion_loss(images_of(batch), labels_of(batch))
-        if not torch.isfinite(loss):
+        # Reading the loss on the host waits for the device: check it every log_every_n_steps
+        # steps only. A diverged run keeps a non-finite loss, so it is still stopped promptly.
+        if self._on_logging_step() and not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {self.global_step}: lower optimizer.lr, "
                 "keep trainer.gradient_clip_val set, or use trainer.precision=32."
             )
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
+
+    def _on_logging_step(self) -> bool:
+        trainer = self._trainer
+        every = trainer.log_every_n_steps if trainer is not None else 1
+        return self.global_step % max(1, every) == 0
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         # A fixed generator per batch draws the same (t, eps) every epoch, so that the validation
@@ -209,7 +240,7 @@ class DiffusionModule(TrainingModule):
     def scale_or_default(self, guidance_scale: float | None) -> float:
         return self.guidance_scale if guidance_scale is None else guidance_scale
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(
         self,
         num_samples: int,

@@ -1,12 +1,16 @@
 """Train-step throughput (images/s) of the project's U-Net presets, measured side by side.
 
-    python experiments/benchmarks/train_step.py [--models small base] [--batch-size 64] [--repeats 12]
+    python experiments/benchmarks/train_step.py [--models small base] [--variants fp32 bf16 ...] [--repeats 12]
 
 Each repeat runs every (model, precision) configuration once, interleaved (A, B, C, A, B, C ...),
 after warm-up steps, and the median over repeats is reported, so that a drift of the machine
 affects every configuration alike. A step is the real training step: DiffusionModule's loss
 (q_sample + U-Net + MSE on the noise), backward and an AdamW update. Ratios are against the
 first configuration measured in the same run.
+
+Variants: ``fp32``, ``bf16`` (autocast, as ``trainer.precision=bf16-mixed``), with
+``channels_last+`` (``model.channels_last=true``, otherwise false) and/or ``compile+``
+(``model.compile=true``; its compilation time is the first step's, printed) in front.
 """
 
 from __future__ import annotations
@@ -24,10 +28,17 @@ from hydra import compose, initialize_config_dir
 from diffusion_lit.build import build_module
 from diffusion_lit.cli import CONFIG_DIR
 
+VARIANTS = (
+    "fp32", "bf16", "channels_last+fp32", "channels_last+bf16", "compile+channels_last+fp32",
+    "compile+channels_last+bf16", "compile+fp32", "compile+bf16",
+)  # fmt: skip
 
-def build(model: str, channels: int, image_size: int):
+
+def build(model: str, channels: int, image_size: int, variant: str = "fp32"):
+    options = [f"model.{option}={str(option in variant.split('+')).lower()}" for option in ("channels_last", "compile")]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={model}", f"data.image_size={image_size}"])
+        cfg = compose(config_name="train", overrides=[f"model={model}", f"data.image_size={image_size}", *options])
+    torch.manual_seed(0)
     module = build_module(cfg, (channels, image_size, image_size))
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
     return module, optimizer
@@ -44,6 +55,7 @@ def train_step(module, optimizer, batch: torch.Tensor, bf16: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["small", "base"], help="conf/model presets to measure")
+    parser.add_argument("--variants", nargs="+", default=["fp32", "bf16"], choices=VARIANTS)
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -56,15 +68,19 @@ def main() -> None:
 
     configs = {}
     for model in args.models:
-        module, optimizer = build(model, args.channels, args.image_size)
-        params = sum(p.numel() for p in module.net.parameters())
-        for bf16 in (False, True):
-            name = f"{model} ({params / 1e6:.2f}M params) {'bf16 autocast' if bf16 else 'fp32'}"
-            configs[name] = partial(train_step, module, optimizer, bf16=bf16)
+        for variant in args.variants:
+            module, optimizer = build(model, args.channels, args.image_size, variant)
+            params = sum(p.numel() for p in module.net.parameters())
+            name = f"{model} ({params / 1e6:.2f}M params) {variant}"
+            configs[name] = partial(train_step, module, optimizer, bf16=variant.endswith("bf16"))
     batch = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size) * 2 - 1
 
-    for step in configs.values():
-        for _ in range(args.warmup):
+    first_step: dict[str, float] = {}
+    for name, step in configs.items():
+        started = time.perf_counter()
+        step(batch)
+        first_step[name] = time.perf_counter() - started  # for compile+ variants: the compilation
+        for _ in range(args.warmup - 1):
             step(batch)
     timings: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(args.repeats):
@@ -80,12 +96,12 @@ def main() -> None:
         f"MALLOC_TRIM_THRESHOLD_={os.environ.get('MALLOC_TRIM_THRESHOLD_', 'unset')}"
     )
     baseline = None
-    print("| configuration | median s/step | images/s | ratio |\n|---|---|---|---|")
+    print("| configuration | first step s | median s/step | images/s | ratio |\n|---|---|---|---|---|")
     for name, seconds in timings.items():
         median = statistics.median(seconds)
         throughput = args.batch_size / median
         baseline = baseline or throughput
-        print(f"| {name} | {median:.3f} | {throughput:.1f} | {throughput / baseline:.2f} |")
+        print(f"| {name} | {first_step[name]:.1f} | {median:.3f} | {throughput:.1f} | {throughput / baseline:.2f} |")
 
 
 if __name__ == "__main__":
