@@ -53,7 +53,7 @@ def save_strips(
     width = 1.3 * num_cols + (0.5 if row_labels else 0.0)
     # Narrow figures (two columns) would cut a long title: wrap it to ~14 characters per inch.
     title_lines = textwrap.wrap(title, width=max(20, int(14 * width))) if title else []
-    title_inches = 0.15 * len(title_lines) if title_lines else 0.0
+    title_inches = 0.15 * len(title_lines)
     height = 1.3 * num_rows + 0.25 + title_inches
     figure, axes = plt.subplots(num_rows, num_cols, figsize=(width, height), squeeze=False)
     for row_index, row in enumerate(rows):

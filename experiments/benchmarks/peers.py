@@ -80,6 +80,7 @@ def build(library: str, size: str, channels: int, image_size: int) -> nn.Module:
 
 
 LIBRARIES = ("ours", "denoising-diffusion-pytorch", "diffusers")
+PEERS = LIBRARIES[1:]
 ALPHAS_BAR = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
 
 
@@ -115,6 +116,16 @@ def batch(size: int, channels: int, image_size: int, channels_last: bool) -> tor
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def training(
+    library: str, size: str, channels: int, image_size: int, setting: str, batch_size: int
+) -> tuple[nn.Module, Callable[[], None]]:
+    """The network and a zero-argument train step (its own AdamW and a fixed batch) at ``setting``."""
+    net, bf16, channels_last = prepared(library, size, channels, image_size, setting)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x0 = batch(batch_size, channels, image_size, channels_last)
+    return net, lambda: train_step(net, optimizer, x0, bf16)
+
+
 def interleaved(steps: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, float]:
     """Median seconds per call of each step, measured A, B, C, A, B, C ... after warm-up."""
     for step in steps.values():
@@ -146,16 +157,16 @@ def train_flops(net: nn.Module, x0: torch.Tensor) -> int:
 
 
 def measure(size: str, channels: int, args: argparse.Namespace) -> dict:
-    results: dict = {"size": size, "channels": channels, "params_M": {}, "train_images_per_s": {}}
+    results: dict = {
+        "size": size, "channels": channels, "batch_size": args.batch_size, "params_M": {}, "train_images_per_s": {},
+    }  # fmt: skip
     train, sample16, sample64 = {}, {}, {}
     for library in LIBRARIES:
         for setting in args.settings:
-            net, bf16, channels_last = prepared(library, size, channels, args.image_size, setting)
-            results["params_M"][library] = round(sum(p.numel() for p in net.parameters()) / 1e6, 2)
-            optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-            x0 = batch(args.batch_size, channels, args.image_size, channels_last)
             name = f"{library} | {setting}"
-            train[name] = lambda net=net, o=optimizer, x=x0, b=bf16: train_step(net, o, x, b)
+            net, train[name] = training(library, size, channels, args.image_size, setting, args.batch_size)
+            results["params_M"][library] = round(sum(p.numel() for p in net.parameters()) / 1e6, 2)
+            bf16, channels_last = SETTINGS[setting]
             x64, x16 = (batch(n, channels, args.image_size, channels_last) for n in (64, 16))
             sample64[name] = lambda net=net, x=x64, b=bf16: sample_step(net, x, b)
             sample16[name] = lambda net=net, x=x16, b=bf16: sample_step(net, x, b)
@@ -180,11 +191,10 @@ def measure(size: str, channels: int, args: argparse.Namespace) -> dict:
 def peak_memory(library: str, size: str, channels: int, setting: str, args: argparse.Namespace) -> float:
     """Peak RSS (MB, VmHWM) of a fresh process that builds the network and runs 5 train steps."""
     code = (
-        "import sys, torch; sys.argv=['x']; import experiments.benchmarks.peers as p\n"
-        f"net, bf16, cl = p.prepared({library!r}, {size!r}, {channels}, {args.image_size}, {setting!r})\n"
-        "o = torch.optim.AdamW(net.parameters(), lr=1e-4)\n"
-        f"x = p.batch({args.batch_size}, {channels}, {args.image_size}, cl)\n"
-        "[p.train_step(net, o, x, bf16) for _ in range(5)]\n"
+        "import sys; sys.argv=['x']; import experiments.benchmarks.peers as p\n"
+        f"net, step = p.training({library!r}, {size!r}, {channels}, {args.image_size}, {setting!r}, "
+        f"{args.batch_size})\n"
+        "[step() for _ in range(5)]\n"
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec from the parent process.
         "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0] / 1024)\n"
     )
@@ -221,38 +231,49 @@ def main() -> None:
                     for setting in dict.fromkeys(["fp32", fastest(lib, result["train_images_per_s"])[0]])
                 }
             runs.append(result)
-            print(json.dumps(result, indent=1), flush=True)
-            summarize(result)
+            print(json.dumps(result, indent=1))
+            print(f"[{size}, {channels} ch] " + ratios(result, args.batch_size), flush=True)
     if args.out:
         with open(args.out, "w") as file:
             json.dump({"header": header, "runs": runs}, file, indent=1)
 
 
+def rows_of(table: dict, library: str) -> dict[str, float]:
+    """``setting -> value`` of one library in a ``"library | setting" -> value`` table."""
+    return {key.split(" | ")[1]: value for key, value in table.items() if key.startswith(library + " |")}
+
+
 def fastest(library: str, table: dict, higher: bool = True) -> tuple[str, float]:
     """(setting, value) of ``library``'s best row in a ``"library | setting" -> value`` table."""
-    rows = {k.split(" | ")[1]: v for k, v in table.items() if k.startswith(library + " |")}
+    rows = rows_of(table, library)
     setting = (max if higher else min)(rows, key=rows.get)
     return setting, rows[setting]
 
 
-def summarize(result: dict) -> None:
-    """Ratios: ours over the faster peer, at fp32 and at each side's best setting."""
-    train, sample = result["train_images_per_s"], result["sample_ms_per_step"]
-
-    peers = [lib for lib in LIBRARIES if lib != "ours"]
-    fp32_peer = max(train[f"{lib} | fp32"] for lib in peers)
-    best_peer = max(fastest(lib, train)[1] for lib in peers)
-    ours_best = fastest("ours", train)
-    sample_peer = min(fastest(lib, sample, higher=False)[1] for lib in peers)
-    print(
-        f"[{result['size']}, {result['channels']} ch] train fp32: ours/faster peer = "
-        f"{train['ours | fp32'] / fp32_peer:.2f}x; "
-        f"best settings: {ours_best[1] / best_peer:.2f}x (ours at {ours_best[0]}); "
-        f"sampling step (best): {sample_peer / fastest('ours', sample, higher=False)[1]:.2f}x faster; "
-        f"achieved {result['ours_achieved_gflops_fp32']} GFLOP/s of "
-        f"{result['matmul_peak_gflops_fp32']} fp32 matmul peak",
-        flush=True,
+def ratios(run: dict, batch_size: int) -> str:
+    """Ours over the faster peer (train at fp32 and at each side's best setting, sampling step),
+    and our achieved FLOP/s against the matmul peaks of the same run."""
+    train, sample = run["train_images_per_s"], run["sample_ms_per_step"]
+    fp32_peer = max(train[f"{peer} | fp32"] for peer in PEERS)
+    best_train = {library: fastest(library, train)[1] for library in LIBRARIES}
+    best_sample = {library: fastest(library, sample, higher=False)[1] for library in LIBRARIES}
+    gflop = run["ours_train_gflop_per_step"]
+    fp32_gflops, fp32_peak, bf16_peak = (
+        run["ours_achieved_gflops_fp32"], run["matmul_peak_gflops_fp32"], run["matmul_peak_gflops_bf16"],
+    )  # fmt: skip
+    text = (
+        f"Ratios: train fp32 ours/faster peer {train['ours | fp32'] / fp32_peer:.2f}x; "
+        f"best/best {best_train['ours'] / max(best_train[peer] for peer in PEERS):.2f}x; "
+        f"sampling step best/best {min(best_sample[peer] for peer in PEERS) / best_sample['ours']:.2f}x; "
+        f"fp32 sampling step {min(sample[f'{peer} | fp32'] for peer in PEERS) / sample['ours | fp32']:.2f}x. "
+        f"FLOPs/step {gflop} GFLOP; achieved fp32 {fp32_gflops} GFLOP/s = {fp32_gflops / fp32_peak:.0%} of "
+        f"fp32 matmul peak {fp32_peak}"
     )
+    bf16_rates = [value for setting, value in rows_of(train, "ours").items() if SETTINGS[setting][0]]
+    if not bf16_rates:  # no bf16 setting measured
+        return text
+    bf16_gflops = gflop * max(bf16_rates) / batch_size
+    return text + f"; bf16 best {bf16_gflops:.1f} GFLOP/s = {bf16_gflops / bf16_peak:.0%} of bf16 peak {bf16_peak}"
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from peers import SETTINGS, SIZES, batch, prepared, train_step  # the script beside this one
+from peers import SETTINGS, SIZES, training  # the script beside this one
 from torch.profiler import ProfilerActivity, profile
 
 DENSE = ("conv", "mm", "addmm", "bmm", "matmul", "linear", "baddbmm")
@@ -29,14 +28,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args()
-    net, bf16, channels_last = prepared("ours", args.size, args.channels, 32, args.setting)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    x0 = batch(args.batch_size, args.channels, 32, channels_last)
+    _, step = training("ours", args.size, args.channels, 32, args.setting, args.batch_size)
     for _ in range(3):
-        train_step(net, optimizer, x0, bf16)
+        step()
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         for _ in range(args.steps):
-            train_step(net, optimizer, x0, bf16)
+            step()
     events = profiler.key_averages()
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     total = sum(event.self_cpu_time_total for event in events)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 from functools import partial
 
 import torch
 from hydra import compose, initialize_config_dir
+from peers import interleaved  # the script beside this one
 
 from diffusion_lit.build import build_module
 from diffusion_lit.cli import CONFIG_DIR
@@ -66,28 +66,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
+    batch = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size) * 2 - 1
     configs = {}
     for model in args.models:
         for variant in args.variants:
             module, optimizer = build(model, args.channels, args.image_size, variant)
             params = sum(p.numel() for p in module.net.parameters())
             name = f"{model} ({params / 1e6:.2f}M params) {variant}"
-            configs[name] = partial(train_step, module, optimizer, bf16=variant.endswith("bf16"))
-    batch = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size) * 2 - 1
+            configs[name] = partial(train_step, module, optimizer, batch, bf16=variant.endswith("bf16"))
 
     first_step: dict[str, float] = {}
     for name, step in configs.items():
         started = time.perf_counter()
-        step(batch)
+        step()
         first_step[name] = time.perf_counter() - started  # for compile+ variants: the compilation
-        for _ in range(args.warmup - 1):
-            step(batch)
-    timings: dict[str, list[float]] = {name: [] for name in configs}
-    for _ in range(args.repeats):
-        for name, step in configs.items():
-            started = time.perf_counter()
-            step(batch)
-            timings[name].append(time.perf_counter() - started)
+    medians = interleaved(configs, args.warmup - 1, args.repeats)
 
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads={args.threads}, "
@@ -97,8 +90,7 @@ def main() -> None:
     )
     baseline = None
     print("| configuration | first step s | median s/step | images/s | ratio |\n|---|---|---|---|---|")
-    for name, seconds in timings.items():
-        median = statistics.median(seconds)
+    for name, median in medians.items():
         throughput = args.batch_size / median
         baseline = baseline or throughput
         print(f"| {name} | {first_step[name]:.1f} | {median:.3f} | {throughput:.1f} | {throughput / baseline:.2f} |")
