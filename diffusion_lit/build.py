@@ -53,9 +53,11 @@ def build_module(
         cond_drop_prob=model.get("cond_drop_prob", 0.1),
         guidance_scale=model.get("guidance_scale", 1.0),
         lr_warmup_steps=cfg.lr_warmup_steps,
+        lr_decay=cfg.get("lr_decay", "none"),
         run_config=run_config,
         channels_last=model.get("channels_last", False),
         compile=model.get("compile", False),
+        sample_precision=model.get("sample_precision", "32-true"),
     )
 
 
@@ -64,11 +66,13 @@ def load_checkpoint(
     sampler: DictConfig | None = None,
     map_location: str = "cpu",
     kind: type | None = DiffusionModule,
+    sample_precision: str | None = None,
 ) -> DiffusionModule | SingleStepDenoiser:
     """Rebuild the module stored in a diffusion_lit checkpoint and load its (EMA) weights.
 
-    ``sampler``, when given, replaces the sampler config saved with the checkpoint. ``kind``
-    is the module class the caller can use (None: any).
+    ``sampler`` and ``sample_precision``, when given, replace the sampler config and
+    ``model.sample_precision`` saved with the checkpoint. ``kind`` is the module class the
+    caller can use (None: any).
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -88,6 +92,8 @@ def load_checkpoint(
         cfg.sampler.steps = cfg.sampler.pop("num_steps")
     if sampler is not None:
         cfg.sampler = sampler
+    if sample_precision is not None:
+        cfg.model.sample_precision = sample_precision
     module = build_module(cfg, tuple(stored["image_shape"]), run_config=stored["config"])
     if kind is not None and not isinstance(module, kind):
         raise UserError(

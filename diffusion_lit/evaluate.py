@@ -52,6 +52,18 @@ FEATURE_METRICS = ("fid", "kid", "precision_recall")
 CONFIDENT = 0.9  # classifier confidence that counts a sample as a recognisable digit
 
 
+def check_metric_names(names: list[str], allowed: tuple[str, ...], key: str = "metrics") -> None:
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise UserError(f"{key} must be among {list(allowed)}, got {unknown!r}.")
+
+
+def needs_extractor(names: list[str], extractor: str) -> set[str]:
+    """The feature networks the sample metrics ``names`` load (digits always uses the domain one)."""
+    wanted = {extractor} if set(names) & set(FEATURE_METRICS) else set()
+    return wanted | ({"domain"} if "digits" in names else set())
+
+
 def real_batches(datamodule: Any, split: str, count: int, batch_size: int) -> Iterator[tuple]:
     """(images, labels or None) batches of the first ``count`` images of ``split``."""
     for batch in first_batches(datamodule, split, count, batch_size):
@@ -178,6 +190,34 @@ class SampleMetrics:
         return results
 
 
+def training_run_metrics(
+    names: list[str], module: DiffusionModule, datamodule: Any, eval_cfg: DictConfig, samples: torch.Tensor
+) -> dict[str, Any]:
+    """The sample metrics ``eval.metrics`` of a training run's final samples, with the same
+    definitions as ``evaluate`` (feature metrics named ``fid/<extractor>`` etc., as the FID
+    callback logs them) and a protocol card."""
+    cfg = OmegaConf.create(
+        {
+            "extractor": eval_cfg.extractor, "num_real": eval_cfg.num_real, "reference_split": eval_cfg.reference_split,
+            "batch_size": 256, "kid": {"subset_size": 1000, "subsets": 100}, "precision_recall": {"k": 3},
+            "gallery": None,
+        }
+    )  # fmt: skip
+    metrics = SampleMetrics(names, module, datamodule, cfg)
+    values = metrics(samples)
+    per_extractor = ("fid", "kid", "kid_std", "precision", "recall")
+    results = {f"{key}/{cfg.extractor}" if key in per_extractor else key: value for key, value in values.items()}
+    features = bool(set(names) & set(FEATURE_METRICS))
+    results["metrics_protocol"] = protocol_card(
+        run_config=module.run_config, image_shape=module.image_shape, sampler=module.run_config.get("sampler", {}),
+        num_generated=int(samples.shape[0]), seed=int(eval_cfg.seed), extractor=metrics.extractor if features else None,
+        num_real=int(metrics.real_features.shape[0]) if features else None,
+        reference_split=cfg.reference_split if features else None,
+        guidance_scale=module.guidance_scale if module.num_classes else None,
+    )  # fmt: skip
+    return results
+
+
 def count_network_calls(module: DiffusionModule) -> Callable[[], int]:
     """Wrap the net's forward to count calls; returns a function that reads and resets the count."""
     calls = [0]
@@ -254,15 +294,16 @@ def sweep_outputs(rows: list[dict[str, Any]], out: str | None) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     names = [cfg.metrics] if isinstance(cfg.metrics, str) else list(cfg.metrics)
-    unknown = [name for name in names if name != "nll" and name not in SAMPLE_METRICS]
-    if unknown or not names:
-        raise UserError(f"metrics must be among {['nll', *SAMPLE_METRICS]}, got {unknown or names!r}.")
+    if not names:
+        raise UserError(f"metrics must be among {['nll', *SAMPLE_METRICS]}, got none.")
+    check_metric_names(names, ("nll", *SAMPLE_METRICS))
     for key in ("num_images", "num_samples", "num_real", "batch_size", "sample_batch_size"):
         if cfg[key] < 1:
             raise UserError(f"{key} must be >= 1, got {cfg[key]!r}.")
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
     device = "cpu" if device == "auto" else device
-    module = load_checkpoint(cfg.ckpt, sampler=cfg.get("sampler")).to(device)
+    module = load_checkpoint(cfg.ckpt, sampler=cfg.get("sampler"), sample_precision=cfg.get("sample_precision"))
+    module = module.to(device)
     datamodule = data_module_for(module, cfg.get("data"))
     results: dict[str, Any] = {}
     if "nll" in names:

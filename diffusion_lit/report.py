@@ -26,7 +26,7 @@ from diffusion_lit.images import plt
 from diffusion_lit.sweeps import job_folders, read_results
 
 # Final metrics shown first when a job has them; other numeric results follow in name order.
-LEADING_METRICS = ("val_loss", "triangle_validity", "fit_seconds", "global_step")
+LEADING_METRICS = ("val_loss", "triangle_validity", "digits_confident_share", "fit_seconds", "global_step")
 # Logged metrics (results.json "last_logged") worth a column: sample quality, FID and friends.
 LOGGED_PREFIXES = ("samples/", "fid/", "kid", "precision", "recall")
 HIDDEN_RESULTS = {"eval_num_samples"}

@@ -57,7 +57,7 @@ def sample(cfg: DictConfig) -> Path:
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    module = load_checkpoint(cfg.ckpt, sampler=cfg.sampler).to(device)
+    module = load_checkpoint(cfg.ckpt, sampler=cfg.sampler, sample_precision=cfg.get("sample_precision")).to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     labels = sample_labels(cfg.get("labels"), cfg.num_samples, module.num_classes)
     samples = module.sample_in_batches(

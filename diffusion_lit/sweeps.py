@@ -9,6 +9,7 @@ ran in this process (basic launcher, Optuna) or on a cluster (submitit).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -23,7 +24,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
 from hydra.types import RunMode
-from omegaconf import DictConfig, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 from rich.markup import escape
 
 from diffusion_lit.cli import console, error_console, find_user_error, report_user_errors
@@ -32,6 +33,23 @@ from diffusion_lit.files import atomic_write
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 ERROR_FILE = "error.txt"
+MAX_JOB_NAME = 160  # characters of a job folder's name (file systems stop at 255 bytes)
+
+
+def job_folder_name(overrides: str) -> str:
+    """A job folder name from Hydra's ``override_dirname``: one path component (a ``/`` in a value,
+    e.g. ``data.root=../shared/datasets``, would otherwise nest folders) and short enough for the
+    file system; long names keep their start and end a hash of the whole."""
+    name = overrides.replace("/", "_").replace("\\", "_")
+    if len(name) <= MAX_JOB_NAME:
+        return name
+    digest = hashlib.sha256(overrides.encode()).hexdigest()[:8]
+    return f"{name[: MAX_JOB_NAME - 9]}~{digest}"
+
+
+# conf/hydra/default.yaml names sweep job folders ${hydra.job.num}_${job_folder:${hydra.job.override_dirname}}.
+if not OmegaConf.has_resolver("job_folder"):
+    OmegaConf.register_new_resolver("job_folder", job_folder_name)
 
 
 def in_multirun() -> bool:

@@ -62,6 +62,23 @@ def check_class_conditioning(datamodule: Any, num_classes: int) -> None:
         )
 
 
+def eval_metric_names(cfg: DictConfig) -> list[str]:
+    """``eval.metrics``, checked before any training: known names, and the feature networks
+    they need present (an hour of training should not end in a missing-file error)."""
+    names = list(cfg.eval.get("metrics") or [])
+    if not names:
+        return []
+    from diffusion_lit.evaluate import SAMPLE_METRICS, check_metric_names, needs_extractor
+    from diffusion_lit.metrics.features import load_extractor
+
+    check_metric_names(names, SAMPLE_METRICS, key="eval.metrics")
+    if cfg.eval.num_samples < 1:
+        raise UserError(f"eval.metrics={names} needs eval.num_samples >= 1, got {cfg.eval.num_samples!r}.")
+    for extractor in needs_extractor(names, cfg.eval.extractor):
+        load_extractor(extractor, cfg.paths.data_dir)  # raises now, with what to do, if its weights are absent
+    return names
+
+
 def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The scalar entries of ``trainer.callback_metrics`` (tensors) as floats."""
     return {name: float(value) for name, value in metrics.items() if not torch.is_tensor(value) or value.numel() == 1}
@@ -94,6 +111,7 @@ def train(cfg: DictConfig) -> float | None:
             f"eval.num_samples must be >= 0 and eval.batch_size >= 1, got {cfg.eval.num_samples!r} "
             f"and {cfg.eval.batch_size!r} (eval.num_samples=0 skips the final evaluation)."
         )
+    metric_names = eval_metric_names(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("float32_matmul_precision"):
@@ -134,6 +152,12 @@ def train(cfg: DictConfig) -> float | None:
             results["eval_sampling_seconds"] = round(time.perf_counter() - started, 1)
             results["eval_num_samples"] = int(samples.shape[0])
             results.update(datamodule.sample_metrics(samples))
+            if metric_names:
+                from diffusion_lit.evaluate import training_run_metrics
+
+                started = time.perf_counter()
+                results.update(training_run_metrics(metric_names, module, datamodule, cfg.eval, samples))
+                results["eval_metrics_seconds"] = round(time.perf_counter() - started, 1)
             results["final_samples"] = str(save_grid(samples[:64], output_dir / "samples_final.png"))
             log_images(trainer.loggers, "samples_final", samples[:64], step=trainer.global_step)
         results["last_logged"] = numeric_metrics(trainer.callback_metrics)
@@ -147,7 +171,8 @@ def train(cfg: DictConfig) -> float | None:
             write_json(output_dir / RESULTS_FILE, results)
             console.rule("run finished")
             for key, value in results.items():
-                console.print(f"  {key}: {value}", highlight=False)
+                if not isinstance(value, dict):  # protocol cards and logged metrics stay in results.json
+                    console.print(f"  {key}: {value}", highlight=False)
         value = None  # ranks > 0 (DDP) do not evaluate; rank 0's value is the job's
         if trainer.is_global_zero:
             value = optimized_value({**results["last_logged"], **results}, cfg.get("optimized_metric"))

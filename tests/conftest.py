@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,3 +30,20 @@ def run_cli(module: str, *args: str, cwd: Path, check: bool = True) -> subproces
     if check and result.returncode != 0:
         raise AssertionError(f"{module} {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory):
+    """A folder with MNIST/raw/: the real files in ../shared/datasets when present, else 600
+    random 28 px images in the IDX format (the code paths are the same)."""
+    if (SHARED_DATASETS / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        return SHARED_DATASETS
+    import numpy as np
+
+    from diffusion_lit.data.formats import write_mnist
+
+    root = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (600, 28, 28), dtype=np.uint8)
+    write_mnist(root, images, np.arange(600) % 10, images[:300], np.arange(300) % 10)
+    return root

@@ -4,26 +4,10 @@ sweep, and FID logged during training."""
 
 import csv
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from diffusion_lit.data.formats import write_mnist
 from tests.conftest import run_cli
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory):
-    if (SHARED / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        return SHARED
-    root = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (600, 28, 28), dtype=np.uint8)
-    write_mnist(root, images, np.arange(600) % 10, images[:300], np.arange(300) % 10)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +35,39 @@ def mnist_checkpoint(mnist_root, domain_network, tmp_path_factory):
         "hydra.run.dir=run", cwd=workdir,
     )  # fmt: skip
     return workdir / "run"
+
+
+def test_training_scores_its_final_samples_with_the_evaluate_metrics(mnist_root, domain_network, tmp_path):
+    run_cli(
+        "diffusion_lit.train", "model=tiny", "debug=smoke", "data=mnist", f"data.root={mnist_root}",
+        "data.num_val_samples=32", "eval.num_samples=16", "eval.metrics=[digits,fid]", "eval.num_real=64",
+        "hydra.run.dir=run", cwd=tmp_path,
+    )  # fmt: skip
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert 0.0 <= results["digits_confident_share"] <= 1.0
+    assert 1 <= results["digits_classes_present"] <= 10
+    assert results["fid/domain"] > 0
+    card = results["metrics_protocol"]
+    assert card["num_generated"] == 16 and card["num_real"] == 64 and card["extractor"] == "domain"
+
+
+def test_training_with_eval_metrics_but_no_domain_network_stops_before_training(mnist_root, tmp_path):
+    result = run_cli(
+        "diffusion_lit.train", "model=tiny", "debug=smoke", "data=mnist", f"data.root={mnist_root}",
+        f"paths.data_dir={tmp_path / 'empty'}", "eval.metrics=[digits]", "hydra.run.dir=run", cwd=tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "diffusion_lit.train_features" in result.stderr + result.stdout
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_eval_metric_is_named(tmp_path):
+    result = run_cli(
+        "diffusion_lit.train", "model=tiny", "debug=smoke", "eval.metrics=[fdi]", "hydra.run.dir=run", cwd=tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "eval.metrics must be among" in result.stderr + result.stdout
 
 
 def test_fid_is_logged_during_training(mnist_checkpoint):

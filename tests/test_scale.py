@@ -148,3 +148,17 @@ def test_optimized_metric_must_be_a_result():
     assert optimized_value(results, None) is None
     with pytest.raises(Exception, match="available: triangle_validity, val_loss"):
         optimized_value(results, "fid/domain")
+
+
+def test_job_folder_names_are_one_short_path_component():
+    from diffusion_lit.sweeps import MAX_JOB_NAME, job_folder_name
+
+    assert (
+        job_folder_name("data.root=../shared/datasets,schedule=linear")
+        == "data.root=.._shared_datasets,schedule=linear"
+    )
+    long_a = ",".join(f"option{i}.value={i}" for i in range(40))
+    long_b = long_a.replace("option39.value=39", "option39.value=40")
+    name_a, name_b = job_folder_name(long_a), job_folder_name(long_b)
+    assert len(name_a) == MAX_JOB_NAME and "/" not in name_a
+    assert name_a != name_b  # the hash of the whole keeps jobs that differ only at the end apart

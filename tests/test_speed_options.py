@@ -51,6 +51,28 @@ def test_channels_last_computes_the_same_loss_and_gradients():
     other.load_state_dict(reference.state_dict())
 
 
+def test_bf16_sampling_runs_the_net_in_bf16_and_stays_close_to_fp32():
+    full, half = _module(), _module("model.sample_precision=bf16-mixed")
+    half.load_state_dict(full.state_dict())
+    seen = []
+    half.net.register_forward_hook(lambda net, args, output: seen.append(output.dtype))
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([1, 10, 25, 49])
+    with torch.inference_mode():
+        eps_full, eps_half = full.conditional_eps(x, t, None), half.conditional_eps(x, t, None)
+        samples = [m.sample(4, generator=torch.Generator().manual_seed(5)) for m in (full, half)]
+    assert len(seen) > 1 and set(seen) == {torch.bfloat16}  # every call of the bf16 module's net
+    assert eps_half.dtype == torch.float32  # the sampler's maths stays float32
+    assert (eps_half - eps_full).abs().max() < 0.05 * eps_full.abs().max()  # bf16 keeps ~3 significant digits
+    assert not torch.equal(eps_half, eps_full)
+    assert (samples[1] - samples[0]).abs().mean() < 0.05
+
+
+def test_unknown_sample_precision_is_a_clear_error():
+    with pytest.raises(Exception, match="sample_precision must be one of"):
+        _module("model.sample_precision=fp8")
+
+
 def test_a_non_finite_loss_stops_training_with_advice():
     module = _module()
     with torch.no_grad():

@@ -1,12 +1,14 @@
 """What every trainable module of the project shares: AdamW-style optimizer with linear
-warm-up, gradient clipping that logs the gradient norm, and the checkpoint metadata that lets
-``build.load_checkpoint`` rebuild the module without the original config files.
+warm-up (and optional cosine decay), gradient clipping that logs the gradient norm, and the
+checkpoint metadata that lets ``build.load_checkpoint`` rebuild the module without the
+original config files.
 
 Subclasses set ``optimizer_factory``, ``lr_warmup_steps``, ``image_shape`` and ``run_config``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,20 +16,43 @@ import lightning.pytorch as pl
 import torch
 
 from diffusion_lit import __version__
+from diffusion_lit.errors import UserError
+
+LR_DECAYS = ("none", "cosine")
+
+
+def lr_factor(step: int, warmup: int, decay: str = "none", total_steps: int | None = None) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based).
+
+    Linear warm-up to 1 over ``warmup`` steps; with ``decay="cosine"`` the rest of the run
+    follows half a cosine from 1 down to 0 at ``total_steps`` (Loshchilov & Hutter 2017,
+    without restarts), which lets a fixed budget end on small, averaging steps.
+    """
+    factor = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    if decay == "cosine" and total_steps:
+        progress = min(1.0, max(0, step - warmup) / max(1, total_steps - warmup))
+        factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
+def check_lr_decay(decay: str) -> str:
+    if decay not in LR_DECAYS:
+        raise UserError(f"lr_decay must be one of {list(LR_DECAYS)}, got {decay!r}.")
+    return decay
 
 
 class TrainingModule(pl.LightningModule):
     optimizer_factory: Callable[..., torch.optim.Optimizer]
     lr_warmup_steps: int
+    lr_decay: str = "none"
     image_shape: tuple[int, int, int]
     run_config: dict[str, Any]
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(params=self.parameters())
-        warmup = self.lr_warmup_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-        )
+        warmup, decay = self.lr_warmup_steps, self.lr_decay
+        total = int(self.trainer.estimated_stepping_batches) if decay != "none" else None
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, decay, total))
         # "name" is the key LearningRateMonitor logs the learning rate under.
         return {
             "optimizer": optimizer,

@@ -16,7 +16,7 @@ from diffusion_lit.diffusion.process import check_prediction, min_snr_weight, pr
 from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.errors import UserError
-from diffusion_lit.lit.base import TrainingModule
+from diffusion_lit.lit.base import TrainingModule, check_lr_decay
 
 # Element-wise loss between the network output and its target: MSE is Ho et al.'s L_simple,
 # L1 the cat slides' choice (seed 002), Huber (delta 1) quadratic near 0 and linear in the tails.
@@ -48,6 +48,15 @@ def labels_of(batch: torch.Tensor | tuple | list) -> torch.Tensor | None:
     return batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
 
 
+SAMPLE_PRECISIONS = ("32-true", "bf16-mixed")
+
+
+def check_sample_precision(precision: str) -> str:
+    if precision not in SAMPLE_PRECISIONS:
+        raise UserError(f"sample_precision must be one of {list(SAMPLE_PRECISIONS)}, got {precision!r}.")
+    return precision
+
+
 class DiffusionModule(TrainingModule):
     """Trains ``net`` on x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps to predict eps, x_0 or v.
 
@@ -68,12 +77,15 @@ class DiffusionModule(TrainingModule):
         guidance_scale: default classifier-free guidance scale of ``sample`` (1 = plain
             conditional sampling).
         lr_warmup_steps: linear learning-rate warm-up over this many optimizer steps.
+        lr_decay: ``"none"`` (constant after warm-up) or ``"cosine"`` (to 0 at the last step).
         run_config: the resolved run config, stored in every checkpoint so that it can be
             rebuilt without the original config files.
         channels_last: keep the net's weights and inputs in NHWC memory order (faster
             convolutions on some CPUs and on tensor-core GPUs; the numbers are unchanged).
         compile: run the training forward through ``torch.compile`` (the first step pays the
             compilation; see experiments/benchmarks/README.md for its cost and gain).
+        sample_precision: ``"32-true"``, or ``"bf16-mixed"`` to run the net's sampling calls
+            under bfloat16 autocast (the sampler's update maths stays float32).
     """
 
     def __init__(
@@ -90,9 +102,11 @@ class DiffusionModule(TrainingModule):
         cond_drop_prob: float = 0.1,
         guidance_scale: float = 1.0,
         lr_warmup_steps: int = 0,
+        lr_decay: str = "none",
         run_config: dict[str, Any] | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        sample_precision: str = "32-true",
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -120,6 +134,8 @@ class DiffusionModule(TrainingModule):
         self.cond_drop_prob = float(cond_drop_prob)
         self.guidance_scale = guidance_scale
         self.lr_warmup_steps = lr_warmup_steps
+        self.lr_decay = check_lr_decay(lr_decay)
+        self.sample_precision = check_sample_precision(sample_precision)
         self.run_config = run_config or {}
         self.save_hyperparameters(
             {
@@ -129,6 +145,7 @@ class DiffusionModule(TrainingModule):
                 "min_snr_gamma": min_snr_gamma,
                 "cond_drop_prob": cond_drop_prob,
                 "lr_warmup_steps": lr_warmup_steps,
+                "lr_decay": lr_decay,
             }
         )
 
@@ -223,7 +240,9 @@ class DiffusionModule(TrainingModule):
     def conditional_eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """eps predicted at (x_t, t[, labels]), whatever the net's parameterization (eps, x0, v);
         the building block of guidance and its compositions (:mod:`diffusion_lit.diffusion.guidance`)."""
-        output = self._net(x, t, labels).to(x.dtype)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.sample_precision == "bf16-mixed"):
+            output = self._net(x, t, labels)
+        output = output.to(x.dtype)
         return x0_and_eps(self.prediction, self.schedule, output, x, t)[1]
 
     def eps_fn(self, labels: torch.Tensor | None = None, guidance_scale: float | None = None) -> ModelFn:
