@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -34,17 +35,22 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 ERROR_FILE = "error.txt"
 MAX_JOB_NAME = 160  # characters of a job folder's name (file systems stop at 255 bytes)
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 def job_folder_name(overrides: str) -> str:
-    """A job folder name from Hydra's ``override_dirname``: one path component (a ``/`` in a value,
-    e.g. ``data.root=../shared/datasets``, would otherwise nest folders) and short enough for the
-    file system; long names keep their start and end a hash of the whole."""
-    name = overrides.replace("/", "_").replace("\\", "_")
+    """A job folder name from Hydra's ``override_dirname`` (``key=value,key=value``).
+
+    ``key-value+key-value`` with any other character (``/`` of a path, brackets, quotes) as ``_``:
+    one path component that a later command takes unquoted (``ckpt=<job>/checkpoints/last.ckpt``;
+    Hydra's override grammar rejects ``=`` and ``,`` in a value). Names longer than
+    MAX_JOB_NAME keep their start and a hash of the whole.
+    """
+    name = _UNSAFE_IN_NAME.sub("_", overrides.replace("=", "-").replace(",", "+"))
     if len(name) <= MAX_JOB_NAME:
         return name
     digest = hashlib.sha256(overrides.encode()).hexdigest()[:8]
-    return f"{name[: MAX_JOB_NAME - 9]}~{digest}"
+    return f"{name[: MAX_JOB_NAME - 9]}+{digest}"
 
 
 # conf/hydra/default.yaml names sweep job folders ${hydra.job.num}_${job_folder:${hydra.job.override_dirname}}.

@@ -150,15 +150,21 @@ def test_optimized_metric_must_be_a_result():
         optimized_value(results, "fid/domain")
 
 
-def test_job_folder_names_are_one_short_path_component():
+def test_job_folder_names_are_one_short_path_component_usable_in_an_override():
     from diffusion_lit.sweeps import MAX_JOB_NAME, job_folder_name
 
-    assert (
-        job_folder_name("data.root=../shared/datasets,schedule=linear")
-        == "data.root=.._shared_datasets,schedule=linear"
-    )
+    name = job_folder_name("data.root=../shared/datasets,logger=[csv,wandb],optimizer.lr=-1")
+    assert name == "data.root-.._shared_datasets+logger-_csv+wandb_+optimizer.lr--1"
     long_a = ",".join(f"option{i}.value={i}" for i in range(40))
     long_b = long_a.replace("option39.value=39", "option39.value=40")
     name_a, name_b = job_folder_name(long_a), job_folder_name(long_b)
     assert len(name_a) == MAX_JOB_NAME and "/" not in name_a
     assert name_a != name_b  # the hash of the whole keeps jobs that differ only at the end apart
+
+
+def test_a_checkpoint_in_a_sweep_job_folder_can_be_passed_unquoted(tmp_path):
+    from diffusion_lit.sweeps import job_folder_name
+
+    folder = tmp_path / f"0_{job_folder_name('schedule=linear,optimizer.lr=0.001,logger=[csv,wandb]')}"
+    result = run_cli("diffusion_lit.sample", f"ckpt={folder}/checkpoints/last.ckpt", cwd=tmp_path, check=False)
+    assert "checkpoint not found" in result.stdout + result.stderr  # parsed as a path, not an override error
