@@ -93,8 +93,8 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
     )
     jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert len(jobs) == 2
-    assert jobs[0].startswith("0_") and "schedule=linear" in jobs[0]
-    assert jobs[1].startswith("1_") and "schedule=cosine" in jobs[1]
+    assert jobs[0].startswith("0_") and "schedule-linear" in jobs[0]
+    assert jobs[1].startswith("1_") and "schedule-cosine" in jobs[1]
     for job in jobs:
         assert (tmp_path / "sweep" / job / "checkpoints" / "last.ckpt").is_file()
 

@@ -18,7 +18,6 @@ from diffusion_lit.editing import tasks
 from diffusion_lit.editing.inputs import load_image_file, make_mask
 from diffusion_lit.errors import UserError
 from tests.conftest import run_cli
-from tests.test_evaluation_cli import mnist_root  # noqa: F401  (fixture)
 from tests.test_guidance import _randomise_zero_initialised, toy_eps
 
 NULL = 3
@@ -150,7 +149,7 @@ def test_image_files_and_masks_are_converted_to_the_model(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def conditional_mnist(mnist_root, tmp_path_factory):  # noqa: F811
+def conditional_mnist(mnist_root, tmp_path_factory):
     """A class-conditional tiny model on MNIST (smoke budget) and a single-step denoiser."""
     workdir = tmp_path_factory.mktemp("edit_models")
     common = ["model=tiny", "debug=smoke", f"data.root={mnist_root}", "data.num_val_samples=32"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from diffusion_lit.sweeps import job_folder_name
 from diffusion_lit.tracking import has_wandb_credentials
 from tests.conftest import run_cli
 
@@ -102,7 +103,7 @@ def test_each_multirun_job_is_one_finished_wandb_run(wandb_sweep):
         run = read_wandb_run(run_dir)
         assert run["exit_code"] == 0  # finished
         groups.add(run["group"])
-        assert run["name"] == job.name.split("_", 1)[1]  # the job's overrides
+        assert "=" in run["name"] and job.name.split("_", 1)[1] == job_folder_name(run["name"])  # the job's overrides
         assert {"schedule", "data", "model", "trainer", "optimizer"} <= run["config"]  # the resolved config
         keys = set().union(*run["history"])
         assert {"train/loss_step", "val/loss", "train/lr", "train/grad_norm", "train/images_per_sec"} <= keys

@@ -13,9 +13,8 @@ run() {
   "$python" -m diffusion_lit.train experiment=triangles_convergence "$@" callbacks.progress_bar=null hydra.run.dir="$out/$name"
 }
 run a_defaults
-run b_prediction_v model.prediction=v
-run c_min_snr model.weighting=min_snr
-run d_no_warmup lr_warmup_steps=0
-run e_ema_0.995 callbacks.ema.decay=0.995
-run f_lr_cosine lr_decay=cosine
+run b_x0_min_snr model.prediction=x0 model.weighting=min_snr   # the target + weighting MNIST's sweep chose
+run c_prediction_v model.prediction=v
+run d_ema_0.99 callbacks.ema.decay=0.99
+run e_lr_cosine lr_decay=cosine
 "$python" experiments/convergence/table.py "$out"

@@ -44,13 +44,21 @@ def trials(jobs: list[Job]) -> None:
               f"{m.get('val_loss', float('nan')):.4f} | {m.get('fit_seconds', float('nan')):.0f} |")  # fmt: skip
 
 
+def wall_seconds(job: Job) -> float | None:
+    """Start of the job (Hydra writes .hydra/config.yaml first) to its results.json."""
+    start, end = job.folder / ".hydra" / "config.yaml", job.folder / "results.json"
+    return end.stat().st_mtime - start.stat().st_mtime if start.is_file() and end.is_file() else None
+
+
 def seeds(jobs: list[Job]) -> None:
     names = [SCORE, "digits_class_share_min", "digits_class_share_max", "fid/domain", "val_loss", "fit_seconds"]
+    names.append("wall_seconds")
     print("| run | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     columns: dict[str, list[float]] = {name: [] for name in names}
     for job in jobs:
-        m = job.metrics()
+        m = {**job.metrics(), "wall_seconds": wall_seconds(job)}
+        m = {name: value for name, value in m.items() if value is not None}
         for name in names:
             if name in m:
                 columns[name].append(float(m[name]))
