@@ -34,7 +34,7 @@ def summarise(run: Path, threshold: float) -> dict:
     curve = [(steps * batch, validity) for steps, validity in validity_by_step(run)]
     reached = next((images for images, validity in curve if validity >= threshold), None)
     results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
-    shown = [item for item in overrides if not item.startswith(("experiment=", "hydra."))]
+    shown = [item for item in overrides if not item.startswith(("experiment=", "hydra.", "callbacks.progress_bar="))]
     return {
         "run": run.name,
         "overrides": " ".join(shown) or "(defaults)",
