@@ -3,6 +3,7 @@ optional class conditioning), and sampling with any sampler, with classifier-fre
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable
 from typing import Any, Literal
@@ -240,7 +241,9 @@ class DiffusionModule(TrainingModule):
     def conditional_eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """eps predicted at (x_t, t[, labels]), whatever the net's parameterization (eps, x0, v);
         the building block of guidance and its compositions (:mod:`diffusion_lit.diffusion.guidance`)."""
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.sample_precision == "bf16-mixed"):
+        # Only ever switch autocast on: enabled=False would also switch off a caller's autocast.
+        bf16 = self.sample_precision == "bf16-mixed"
+        with torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             output = self._net(x, t, labels)
         output = output.to(x.dtype)
         return x0_and_eps(self.prediction, self.schedule, output, x, t)[1]
