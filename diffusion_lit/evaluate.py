@@ -207,13 +207,9 @@ def training_run_metrics(
     values = metrics(samples)
     per_extractor = ("fid", "kid", "kid_std", "precision", "recall")
     results = {f"{key}/{cfg.extractor}" if key in per_extractor else key: value for key, value in values.items()}
-    features = bool(set(names) & set(FEATURE_METRICS))
-    results["metrics_protocol"] = protocol_card(
-        run_config=module.run_config, image_shape=module.image_shape, sampler=module.run_config.get("sampler", {}),
-        num_generated=int(samples.shape[0]), seed=int(eval_cfg.seed), extractor=metrics.extractor if features else None,
-        num_real=int(metrics.real_features.shape[0]) if features else None,
-        reference_split=cfg.reference_split if features else None,
-        guidance_scale=module.guidance_scale if module.num_classes else None,
+    results["metrics_protocol"] = card_for(
+        module, metrics, module.run_config.get("sampler", {}), int(samples.shape[0]), int(eval_cfg.seed),
+        module.guidance_scale, checkpoint=None,
     )  # fmt: skip
     return results
 
@@ -236,16 +232,23 @@ def count_network_calls(module: DiffusionModule) -> Callable[[], int]:
     return read
 
 
-def card_for(module: DiffusionModule, cfg: DictConfig, metrics: SampleMetrics, sampler: DictConfig) -> dict:
-    """The protocol card of one row of results."""
+def card_for(
+    module: DiffusionModule,
+    metrics: SampleMetrics,
+    sampler: dict[str, Any],
+    num_generated: int,
+    seed: int,
+    guidance_scale: float | None,
+    checkpoint: str | None,
+) -> dict:
+    """The protocol card of one row of results (an evaluation, or a training run's final samples)."""
     features = set(metrics.names) & set(FEATURE_METRICS)
     return protocol_card(
-        run_config=module.run_config, image_shape=module.image_shape, sampler=OmegaConf.to_container(sampler),
-        num_generated=cfg.num_samples, seed=cfg.seed, extractor=metrics.extractor if features else None,
+        run_config=module.run_config, image_shape=module.image_shape, sampler=sampler,
+        num_generated=num_generated, seed=seed, extractor=metrics.extractor if features else None,
         num_real=int(metrics.real_features.shape[0]) if features else None,
-        reference_split=cfg.reference_split if features else None,
-        guidance_scale=cfg.get("guidance_scale") if module.num_classes else None,
-        checkpoint=str(Path(cfg.ckpt).resolve()),
+        reference_split=metrics.cfg.reference_split if features else None,
+        guidance_scale=guidance_scale if module.num_classes else None, checkpoint=checkpoint,
     )  # fmt: skip
 
 
@@ -321,7 +324,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 module.sampler = instantiate(sampler_cfg)
             samples, cost = generate(module, cfg, calls)
             row = {"steps": steps if steps is not None else sampler_cfg.get("steps"), **cost, **metrics(samples)}
-            row["protocol"] = card_for(module, cfg, metrics, sampler_cfg)
+            row["protocol"] = card_for(
+                module, metrics, OmegaConf.to_container(sampler_cfg), cfg.num_samples, cfg.seed,
+                cfg.get("guidance_scale"), str(Path(cfg.ckpt).resolve()),
+            )  # fmt: skip
             rows.append(row)
         if cfg.sweep_steps:
             results["sweep"] = rows

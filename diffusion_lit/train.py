@@ -69,13 +69,13 @@ def eval_metric_names(cfg: DictConfig) -> list[str]:
     if not names:
         return []
     from diffusion_lit.evaluate import SAMPLE_METRICS, check_metric_names, needs_extractor
-    from diffusion_lit.metrics.features import load_extractor
+    from diffusion_lit.metrics.features import extractor_weights
 
     check_metric_names(names, SAMPLE_METRICS, key="eval.metrics")
     if cfg.eval.num_samples < 1:
         raise UserError(f"eval.metrics={names} needs eval.num_samples >= 1, got {cfg.eval.num_samples!r}.")
     for extractor in needs_extractor(names, cfg.eval.extractor):
-        load_extractor(extractor, cfg.paths.data_dir)  # raises now, with what to do, if its weights are absent
+        extractor_weights(extractor, cfg.paths.data_dir)  # raises now, with what to do, if its weights are absent
     return names
 
 

@@ -149,10 +149,11 @@ def domain_checkpoint_path(data_dir: str | Path, dataset: str = "mnist") -> Path
     return Path(data_dir) / "features" / f"{dataset}_classifier.pt"
 
 
-def load_extractor(name: str, data_dir: str | Path) -> nn.Module:
-    """``"inception"`` or ``"domain"`` (the MNIST classifier under ``<data_dir>/features/``)."""
+def extractor_weights(name: str, data_dir: str | Path) -> Path:
+    """The weights file of feature network ``name`` (``"inception"`` or ``"domain"``), or a
+    UserError saying how to get it; checks presence without loading anything."""
     if name == "inception":
-        return InceptionFeatures()
+        return inception_weights_path()
     if name == "domain":
         path = domain_checkpoint_path(data_dir)
         if not path.is_file():
@@ -160,5 +161,11 @@ def load_extractor(name: str, data_dir: str | Path) -> nn.Module:
                 f"no domain feature network at {path}: train it once with "
                 "`python -m diffusion_lit.train_features data=mnist` (a minute or two on a CPU)."
             )
-        return DomainFeatures(path)
+        return path
     raise UserError(f"extractor must be 'inception' or 'domain', got {name!r}.")
+
+
+def load_extractor(name: str, data_dir: str | Path) -> nn.Module:
+    """``"inception"`` or ``"domain"`` (the MNIST classifier under ``<data_dir>/features/``)."""
+    path = extractor_weights(name, data_dir)
+    return InceptionFeatures() if name == "inception" else DomainFeatures(path)
