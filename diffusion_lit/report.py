@@ -55,12 +55,18 @@ class Job:
 
     def val_loss_curve(self) -> list[tuple[int, float]]:
         """(epoch, val/loss) from the CSV logger's metrics.csv, if the job had one."""
-        path = self.folder / "csv" / "metrics.csv"
-        if not path.is_file():
-            return []
-        with path.open(newline="") as file:
-            rows = [row for row in csv.DictReader(file) if row.get("val/loss")]
-        return [(int(float(row["epoch"])) + 1, float(row["val/loss"])) for row in rows]
+        return [(epoch, value) for epoch, _, value in logged_curve(self.folder, "val/loss")]
+
+
+def logged_curve(run_dir: Path, key: str) -> list[tuple[int, int, float]]:
+    """(epoch counted from 1, optimizer steps done, value) of every row of the run's CSV-logger
+    file (``csv/metrics.csv``) that has ``key``; empty if the run has no such file."""
+    path = Path(run_dir) / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as file:
+        rows = [row for row in csv.DictReader(file) if row.get(key)]
+    return [(int(float(row["epoch"])) + 1, int(float(row["step"])) + 1, float(row[key])) for row in rows]
 
 
 def _latest(folder: Path, pattern: str) -> Path | None:

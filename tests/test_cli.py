@@ -1,5 +1,6 @@
 """The command-line entry points, run as a user would (subprocesses, tiny configs)."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -40,6 +41,21 @@ def test_train_writes_checkpoint_grids_curve_and_results(trained_run):
     assert 0.0 <= results["triangle_validity"] <= 1.0
     assert results["checkpoint"].endswith("last.ckpt")
     assert str(run_dir) in result.stdout  # the run folder is printed
+
+
+def test_loss_curve_logs_each_epochs_step_loss_range(trained_run):
+    # The band of the loss figure: the smallest and largest step loss of every epoch.
+    run_dir, _ = trained_run
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    epochs = [row for row in rows if row.get("train/loss_min_epoch")]
+    assert len(epochs) == 2  # smoke: two epochs
+    for epoch in epochs:
+        in_epoch = [row for row in rows if row["epoch"] == epoch["epoch"] and row.get("train/loss_step")]
+        steps = [float(row["train/loss_step"]) for row in in_epoch]
+        assert len(steps) == 3  # smoke logs every step
+        assert float(epoch["train/loss_min_epoch"]) == pytest.approx(min(steps))
+        assert float(epoch["train/loss_max_epoch"]) == pytest.approx(max(steps))
 
 
 def test_checkpoint_holds_ema_weights_and_config(trained_run):

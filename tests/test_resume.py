@@ -23,3 +23,4 @@ def test_resumed_run_matches_the_uninterrupted_run(tmp_path):
     # The loss curve callback's history travels with the checkpoint: the resumed run plots both epochs.
     curve_state = next(value for key, value in resumed["callbacks"].items() if key.startswith("LossCurve"))
     assert [epoch for epoch, _ in curve_state["train_loss"]] == [1, 2]
+    assert [epoch for epoch, _, _ in curve_state["train_range"]] == [1, 2]

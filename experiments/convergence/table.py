@@ -11,27 +11,21 @@ epoch) and writes ``convergence.png`` (validity against images seen) into RUNS_D
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import yaml
 
 from diffusion_lit.images import plt
-
-
-def validity_by_step(run: Path) -> list[tuple[int, float]]:
-    """(optimizer steps done, validity) after every epoch of one run."""
-    with (run / "csv" / "metrics.csv").open() as file:
-        rows = [row for row in csv.DictReader(file) if row.get("samples/triangle_validity")]
-    return [(int(row["step"]) + 1, float(row["samples/triangle_validity"])) for row in rows]
+from diffusion_lit.report import logged_curve
 
 
 def summarise(run: Path, threshold: float) -> dict:
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
     batch = int(config["data"]["batch_size"])
-    curve = [(steps * batch, validity) for steps, validity in validity_by_step(run)]
+    # One row per epoch end: optimizer steps done x batch size = training images seen.
+    curve = [(steps * batch, validity) for _, steps, validity in logged_curve(run, "samples/triangle_validity")]
     reached = next((images for images, validity in curve if validity >= threshold), None)
     results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
     shown = [item for item in overrides if not item.startswith(("experiment=", "hydra.", "callbacks.progress_bar="))]
