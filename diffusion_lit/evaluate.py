@@ -190,19 +190,24 @@ class SampleMetrics:
         return results
 
 
+def sample_metrics_config(extractor: str, num_real: int, reference_split: str = "train") -> DictConfig:
+    """The options :class:`SampleMetrics` reads, with ``evaluate``'s defaults for the rest
+    (for callers outside the evaluate command: training runs, experiment scripts)."""
+    return OmegaConf.create(
+        {
+            "extractor": extractor, "num_real": num_real, "reference_split": reference_split, "batch_size": 256,
+            "kid": {"subset_size": 1000, "subsets": 100}, "precision_recall": {"k": 3}, "gallery": None,
+        }
+    )  # fmt: skip
+
+
 def training_run_metrics(
     names: list[str], module: DiffusionModule, datamodule: Any, eval_cfg: DictConfig, samples: torch.Tensor
 ) -> dict[str, Any]:
     """The sample metrics ``eval.metrics`` of a training run's final samples, with the same
     definitions as ``evaluate`` (feature metrics named ``fid/<extractor>`` etc., as the FID
     callback logs them) and a protocol card."""
-    cfg = OmegaConf.create(
-        {
-            "extractor": eval_cfg.extractor, "num_real": eval_cfg.num_real, "reference_split": eval_cfg.reference_split,
-            "batch_size": 256, "kid": {"subset_size": 1000, "subsets": 100}, "precision_recall": {"k": 3},
-            "gallery": None,
-        }
-    )  # fmt: skip
+    cfg = sample_metrics_config(eval_cfg.extractor, eval_cfg.num_real, eval_cfg.reference_split)
     metrics = SampleMetrics(names, module, datamodule, cfg)
     values = metrics(samples)
     per_extractor = ("fid", "kid", "kid_std", "precision", "recall")
