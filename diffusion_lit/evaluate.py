@@ -144,7 +144,9 @@ class SampleMetrics:
             self._heldout = real_images(self.datamodule, "val", count)
         return self._heldout
 
-    def __call__(self, samples: torch.Tensor) -> dict[str, float]:
+    def __call__(self, samples: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
+        """The metrics of ``samples`` (N, C, H, W); ``labels`` (N,), the classes a conditional
+        model was asked for, add ``digits_label_accuracy`` (share classified as asked)."""
         from diffusion_lit.metrics import fid as fid_metrics
 
         results: dict[str, float] = {}
@@ -187,6 +189,8 @@ class SampleMetrics:
             results["digits_classes_present"] = int((counts > 0).sum())
             results["digits_class_share_min"] = float(counts.min() / counts.sum())
             results["digits_class_share_max"] = float(counts.max() / counts.sum())
+            if labels is not None:
+                results["digits_label_accuracy"] = float((predicted == labels.cpu()).float().mean())
         return results
 
 
@@ -209,7 +213,7 @@ def training_run_metrics(
     callback logs them) and a protocol card."""
     cfg = sample_metrics_config(eval_cfg.extractor, eval_cfg.num_real, eval_cfg.reference_split)
     metrics = SampleMetrics(names, module, datamodule, cfg)
-    values = metrics(samples)
+    values = metrics(samples, module.default_labels(samples.shape[0]))  # the labels sample_in_batches used
     per_extractor = ("fid", "kid", "kid_std", "precision", "recall")
     results = {f"{key}/{cfg.extractor}" if key in per_extractor else key: value for key, value in values.items()}
     results["metrics_protocol"] = card_for(
@@ -328,7 +332,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 sampler_cfg.steps = steps
                 module.sampler = instantiate(sampler_cfg)
             samples, cost = generate(module, cfg, calls)
-            row = {"steps": steps if steps is not None else sampler_cfg.get("steps"), **cost, **metrics(samples)}
+            quality = metrics(samples, module.default_labels(cfg.num_samples))  # generate's labels
+            row = {"steps": steps if steps is not None else sampler_cfg.get("steps"), **cost, **quality}
             row["protocol"] = card_for(
                 module, metrics, OmegaConf.to_container(sampler_cfg), cfg.num_samples, cfg.seed,
                 cfg.get("guidance_scale"), str(Path(cfg.ckpt).resolve()),

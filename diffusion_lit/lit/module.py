@@ -304,14 +304,19 @@ class DiffusionModule(TrainingModule):
     def labels_for(self, labels: torch.Tensor | list[int] | None, count: int) -> torch.Tensor | None:
         """``count`` labels on the module's device: the given ones (one per image), or for a
         conditional model without them the classes in turn (0, 1, ..., K-1, 0, ...)."""
-        if labels is None and self.num_classes > 0:
-            labels = torch.arange(count) % self.num_classes
+        if labels is None:
+            labels = self.default_labels(count)
         if labels is None:
             return None
         labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         if labels.shape != (count,):
             raise UserError(f"need one label per sample ({count}), got {labels.numel()}.")
         return labels
+
+    def default_labels(self, count: int) -> torch.Tensor | None:
+        """The classes a conditional model samples when none are given: 0, 1, ..., K-1, 0, ...
+        (every class equally often); None for an unconditional model."""
+        return torch.arange(count) % self.num_classes if self.num_classes > 0 else None
 
     def sample_in_batches(
         self,
@@ -328,8 +333,8 @@ class DiffusionModule(TrainingModule):
         turn, so that all classes are equally represented). ``on_batch(done, num_samples)`` is
         called before each batch (e.g. to print progress). Returns (num_samples, C, H, W) on the CPU.
         """
-        if labels is None and self.num_classes > 0:
-            labels = torch.arange(num_samples) % self.num_classes
+        if labels is None:
+            labels = self.default_labels(num_samples)
         batches = []
         for done in range(0, num_samples, batch_size):
             if on_batch is not None:

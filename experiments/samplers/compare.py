@@ -133,7 +133,8 @@ def main() -> None:
         samples = module.sample_in_batches(args.num_samples, args.batch_size, generator=generator)
         seconds = time.perf_counter() - started
         batches = -(-args.num_samples // args.batch_size)
-        quality = metrics(samples) if args.metrics else datamodule.sample_metrics(samples)
+        labels = module.default_labels(args.num_samples)  # what sample_in_batches asked a conditional model for
+        quality = metrics(samples, labels) if args.metrics else datamodule.sample_metrics(samples)
         label = f"{name} {cfg.get('steps') or ('stride ' + str(cfg.stride) if name == 'strided' else 'all')}"
         row = {"sampler": name, "steps": cfg.get("steps"), "label": label, "network_calls": calls() // batches,
                "seconds_per_sample": seconds / args.num_samples, **quality}  # fmt: skip
