@@ -4,11 +4,20 @@ pattern, one test per config)."""
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import REPO_ROOT, run_cli
 
 EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+def write_images(folder, count):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"{index}.png")
 
 
 def test_there_are_experiments_to_check():
@@ -21,6 +30,7 @@ def test_experiment_runs_a_smoke_step(name, mnist_root, tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "MNIST").symlink_to(mnist_root / "MNIST", target_is_directory=True)
+    write_images(data_dir / "cats", count=24)  # the folder the cat experiment reads by default
     run_cli(
         "diffusion_lit.train", f"experiment={name}", "debug=smoke", f"paths.data_dir={data_dir}",
         "eval.metrics=[]",  # the sample scores need a trained domain network (tested in test_evaluation_cli)
