@@ -2,12 +2,16 @@
 that no study's config can rot unnoticed (the lightning-hydra-template ``experiment=glob(*)``
 pattern, one test per config)."""
 
+import itertools
 import json
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from PIL import Image
 
+from diffusion_lit.cli import CONFIG_DIR
 from tests.conftest import REPO_ROOT, run_cli
 
 EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -38,3 +42,20 @@ def test_experiment_runs_a_smoke_step(name, mnist_root, tmp_path):
     )  # fmt: skip
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "completed" and results["global_step"] > 0
+
+
+@pytest.mark.parametrize(("name", "num_jobs"), [("thesis_schedules", 15), ("cats", 4), ("cs180_mnist", 2)])
+def test_study_sweeps_list_their_jobs_and_every_job_composes(name, num_jobs):
+    # `-m experiment=<name>` takes its job list from hydra.sweeper.params: every combination
+    # must compose (e.g. each schedule preset exists), and the count is the study's.
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        params = compose("train", overrides=[f"experiment={name}"], return_hydra_config=True).hydra.sweeper.params
+        choices = {key: str(value).split(",") for key, value in params.items()}
+        jobs = list(itertools.product(*choices.values()))
+        assert len(jobs) == num_jobs
+        for values in jobs:
+            overrides = [f"{key}={value}" for key, value in zip(choices, values, strict=True)]
+            cfg = compose("train", overrides=[f"experiment={name}", *overrides])
+            for key, value in zip(choices, values, strict=True):
+                if "." in key:  # a value (a group choice like schedule=sine has no single key to read)
+                    assert str(OmegaConf.select(cfg, key)) == value
