@@ -135,6 +135,8 @@ def main() -> None:
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--out", type=Path, default=Path("experiments/thesis_schedules"))
     parser.add_argument("--seed", type=int, default=0, help="seed of the starting noises (shared by all schedules)")
+    parser.add_argument("--sample-variants", nargs="*", default=list(VARIANTS), choices=VARIANTS,
+                        help="variants whose reverse/starts figures are drawn (1,000 steps per schedule)")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = jobs_by_setting(args.sweep_dir)
@@ -143,14 +145,17 @@ def main() -> None:
         present = [schedule for schedule in SCHEDULES if (schedule, variant) in jobs]
         if not present:
             continue
+        first = load_checkpoint(jobs[(present[0], variant)].folder / "checkpoints" / "last.ckpt")
+        ceilings[variant] = real_validity(first)
+        loss_figure(jobs, variant, args.out / f"loss_{variant}.png")
+        if variant not in args.sample_variants:
+            continue
         chains, starts = [], []
         for schedule in present:
             print(f"sampling {schedule} / {variant} ...", flush=True)
             module = load_checkpoint(jobs[(schedule, variant)].folder / "checkpoints" / "last.ckpt")
             noise = torch.randn((NUM_STARTS, *module.image_shape), generator=torch.Generator().manual_seed(args.seed))
             chain, column_labels, samples = chain_and_samples(module, noise)
-            if variant not in ceilings:
-                ceilings[variant] = real_validity(module)
             chains.append(chain)
             starts.append(samples)
         labels = [SCHEDULE_LABELS[schedule] for schedule in present]
@@ -158,7 +163,6 @@ def main() -> None:
                     title=f"reverse process, {variant} triangles (one starting noise)", row_labels=labels)  # fmt: skip
         save_strips(starts, [f"noise {i + 1}" for i in range(NUM_STARTS)], args.out / f"starts_{variant}.png",
                     title=f"five starting noises, {variant}", row_labels=labels)  # fmt: skip
-        loss_figure(jobs, variant, args.out / f"loss_{variant}.png")
     (args.out / "results.md").write_text(results_table(jobs, ceilings))
     print((args.out / "results.md").read_text())
     print(f"wrote figures and results.md to {args.out}")
