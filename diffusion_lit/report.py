@@ -142,6 +142,26 @@ def table_rows(jobs: list[Job]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def draw_run_losses(axis: Any, run_dir: Path, name: str = "") -> None:
+    """On a matplotlib ``axis``: one run's training loss per epoch (mean, and the band between
+    its smallest and largest step loss, as LossCurve logs them) and its validation loss, read
+    from the run's csv/metrics.csv; ``name`` prefixes the legend labels."""
+    prefix = f"{name}, " if name else ""
+    mean, val = logged_curve(run_dir, "train/loss_epoch"), logged_curve(run_dir, "val/loss")
+    low, high = logged_curve(run_dir, "train/loss_min_epoch"), logged_curve(run_dir, "train/loss_max_epoch")
+    color = None
+    if mean:
+        (line,) = axis.plot([e for e, _, _ in mean], [v for *_, v in mean], marker="o", markersize=3,
+                            label=f"{prefix}train (epoch mean)")  # fmt: skip
+        color = line.get_color()
+    if low and high:
+        axis.fill_between([e for e, _, _ in low], [v for *_, v in low], [v for *_, v in high], color=color,
+                          alpha=0.2, label=f"{prefix}train (min-max of the steps)")  # fmt: skip
+    if val:
+        axis.plot([e for e, _, _ in val], [v for *_, v in val], "--", color=color, marker="o", markersize=3,
+                  label=f"{prefix}validation (held out)")  # fmt: skip
+
+
 def plot_loss_curves(jobs: list[Job], path: Path) -> Path | None:
     """All jobs' validation loss per epoch on one log-scale plot (None if no job logged any)."""
     curves = [(job, job.val_loss_curve()) for job in jobs]

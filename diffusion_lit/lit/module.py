@@ -306,8 +306,8 @@ class DiffusionModule(TrainingModule):
         conditional model without them the classes in turn (0, 1, ..., K-1, 0, ...)."""
         if labels is None:
             labels = self.default_labels(count)
-        if labels is None:
-            return None
+            if labels is None:  # an unconditional model
+                return None
         labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         if labels.shape != (count,):
             raise UserError(f"need one label per sample ({count}), got {labels.numel()}.")

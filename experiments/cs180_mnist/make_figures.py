@@ -35,7 +35,7 @@ from diffusion_lit.build import data_module_for, load_checkpoint
 from diffusion_lit.evaluate import SampleMetrics, card_for, sample_metrics_config
 from diffusion_lit.images import plt, save_strips
 from diffusion_lit.lit.module import DiffusionModule
-from diffusion_lit.report import Job, logged_curve, read_sweep
+from diffusion_lit.report import Job, draw_run_losses, read_sweep
 
 MODEL_NAMES = {"0": "time-conditioned", "10": "class-conditioned"}
 
@@ -61,17 +61,7 @@ def epoch_grids(job: Job, path: Path) -> None:
 def loss_figure(jobs: dict[str, Job], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 3.6))
     for name, job in jobs.items():
-        low, high = logged_curve(job.folder, "train/loss_min_epoch"), logged_curve(job.folder, "train/loss_max_epoch")
-        if low and high:
-            epochs = [epoch for epoch, _, _ in low]
-            axis.fill_between(epochs, [v for *_, v in low], [v for *_, v in high], alpha=0.15)
-        for key, style in (("train/loss_epoch", "-"), ("val/loss", "--")):
-            curve = logged_curve(job.folder, key)
-            if curve:
-                label = f"{name}, {'train (epoch mean)' if key.startswith('train') else 'validation'}"
-                axis.plot(
-                    [e for e, _, _ in curve], [v for *_, v in curve], style, marker="o", markersize=3, label=label
-                )
+        draw_run_losses(axis, job.folder, name)
     axis.set(xlabel="epoch", ylabel="noise-prediction MSE", yscale="log")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)

@@ -33,7 +33,7 @@ from diffusion_lit.evaluate import real_images
 from diffusion_lit.images import plt, save_strips
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.metrics.triangles import triangle_validity
-from diffusion_lit.report import Job, logged_curve, read_sweep
+from diffusion_lit.report import Job, draw_run_losses, read_sweep
 
 SCHEDULES = ("linear", "sine", "power1_5", "power2", "power10")
 SCHEDULE_LABELS = {"linear": "linear", "sine": "sine wave", "power1_5": "x^1.5", "power2": "x^2", "power10": "x^10"}
@@ -75,18 +75,7 @@ def loss_figure(jobs: dict[tuple[str, str], Job], variant: str, path: Path) -> N
         job = jobs.get((schedule, variant))
         if job is None:
             continue
-        curves = {key: logged_curve(job.folder, key) for key in
-                  ("train/loss_epoch", "train/loss_min_epoch", "train/loss_max_epoch", "val/loss")}  # fmt: skip
-        if curves["train/loss_min_epoch"]:
-            epochs = [epoch for epoch, _, _ in curves["train/loss_min_epoch"]]
-            lows = [value for _, _, value in curves["train/loss_min_epoch"]]
-            highs = [value for _, _, value in curves["train/loss_max_epoch"]]
-            axis.fill_between(epochs, lows, highs, alpha=0.25, label="train min-max")
-        for key, label in (("train/loss_epoch", "train mean"), ("val/loss", "held-out")):
-            if curves[key]:
-                epochs = [epoch for epoch, _, _ in curves[key]]
-                values = [value for _, _, value in curves[key]]
-                axis.plot(epochs, values, marker="o", markersize=3, label=label)
+        draw_run_losses(axis, job.folder)
         axis.set_yscale("log")
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
