@@ -142,16 +142,23 @@ def table_rows(jobs: list[Job]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def draw_run_losses(axis: Any, run_dir: Path, name: str = "") -> None:
+def draw_run_losses(axis: Any, run_dir: Path, name: str = "", steps: bool = False) -> None:
     """On a matplotlib ``axis``: one run's training loss per epoch (mean, and the band between
     its smallest and largest step loss, as LossCurve logs them) and its validation loss, read
-    from the run's csv/metrics.csv; ``name`` prefixes the legend labels."""
+    from the run's csv/metrics.csv; ``name`` prefixes the legend labels. ``steps`` adds the
+    logged single-step losses, placed at their fraction of the epochs (for runs of few epochs)."""
     prefix = f"{name}, " if name else ""
     mean, val = logged_curve(run_dir, "train/loss_epoch"), logged_curve(run_dir, "val/loss")
     low, high = logged_curve(run_dir, "train/loss_min_epoch"), logged_curve(run_dir, "train/loss_max_epoch")
     color = None
+    step_losses = logged_curve(run_dir, "train/loss_step") if steps and mean else []
+    if step_losses:
+        steps_per_epoch = mean[0][1] / mean[0][0]  # the first epoch's end: steps done / epochs done
+        (line,) = axis.plot([step / steps_per_epoch for _, step, _ in step_losses], [v for *_, v in step_losses],
+                            linewidth=0.6, alpha=0.6, label=f"{prefix}train (logged steps)")  # fmt: skip
+        color = line.get_color()
     if mean:
-        (line,) = axis.plot([e for e, _, _ in mean], [v for *_, v in mean], marker="o", markersize=3,
+        (line,) = axis.plot([e for e, _, _ in mean], [v for *_, v in mean], marker="o", markersize=3, color=color,
                             label=f"{prefix}train (epoch mean)")  # fmt: skip
         color = line.get_color()
     if low and high:
@@ -174,7 +181,7 @@ def plot_loss_curves(jobs: list[Job], path: Path) -> Path | None:
         label = " ".join(f"{k}={v}" for k, v in job.overrides.items()) or job.folder.name
         axis.plot(epochs, values, marker="o", markersize=3, label=label)
     axis.set_xlabel("epoch")
-    axis.set_ylabel("validation loss (EMA weights)")
+    axis.set_ylabel("validation loss (EMA weights where the run averages)")
     axis.set_yscale("log")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)

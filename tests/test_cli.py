@@ -10,6 +10,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from diffusion_lit.cli import CONFIG_DIR
+from diffusion_lit.images import plt
+from diffusion_lit.report import draw_run_losses, logged_curve
 from tests.conftest import run_cli
 
 SMOKE = ["model=tiny", "debug=smoke"]
@@ -190,3 +192,17 @@ def test_default_run_reaches_ninety_percent_valid_triangles(tmp_path):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["eval_num_samples"] == 256
     assert results["triangle_validity"] >= 0.9, results
+
+
+def test_drawn_step_losses_sit_at_their_fraction_of_the_epochs(trained_run):
+    # report.draw_run_losses(steps=True): smoke logs 3 steps per epoch, so step k of the run is at k / 3.
+    run_dir, _ = trained_run
+    figure, axis = plt.subplots()
+    draw_run_losses(axis, run_dir, steps=True)
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    plt.close(figure)
+    steps = lines["train (logged steps)"]
+    assert list(steps.get_xdata()) == pytest.approx([k / 3 for k in range(1, 7)])
+    logged = [value for *_, value in logged_curve(run_dir, "train/loss_step")]
+    assert list(steps.get_ydata()) == pytest.approx(logged)
+    assert list(lines["train (epoch mean)"].get_xdata()) == [1, 2]

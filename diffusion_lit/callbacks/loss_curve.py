@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, WeightAveraging
 
 from diffusion_lit.images import plt
 
@@ -80,12 +80,16 @@ class LossCurve(Callback):
         if self.train_range:
             epochs, lows, highs = zip(*self.train_range, strict=True)
             axis.fill_between(epochs, lows, highs, alpha=0.2, label="train (min-max of the steps)")
-        for label, points in (("train (epoch mean)", self.train_loss), ("validation (EMA weights)", self.val_loss)):
+        # Lightning validates on the averaged weights only when a WeightAveraging callback (EMA) runs.
+        averaged = any(isinstance(callback, WeightAveraging) for callback in trainer.callbacks)
+        val_label = "validation (EMA weights)" if averaged else "validation"
+        for label, points in (("train (epoch mean)", self.train_loss), (val_label, self.val_loss)):
             if points:
                 epochs, values = zip(*points, strict=True)
                 axis.plot(epochs, values, marker="o", markersize=3, label=label)
         axis.set_xlabel("epoch")
-        axis.set_ylabel("noise-prediction loss")
+        prediction = getattr(pl_module, "prediction", None)  # eps / x0 / v; the single-step denoiser has none
+        axis.set_ylabel(f"{prediction}-prediction loss" if prediction else "loss")
         axis.set_yscale("log")
         axis.legend()
         axis.grid(alpha=0.3)

@@ -61,7 +61,7 @@ def epoch_grids(job: Job, path: Path) -> None:
 def loss_figure(jobs: dict[str, Job], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 3.6))
     for name, job in jobs.items():
-        draw_run_losses(axis, job.folder, name)
+        draw_run_losses(axis, job.folder, name, steps=True)
     axis.set(xlabel="epoch", ylabel="noise-prediction MSE", yscale="log")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)

@@ -2,7 +2,7 @@
 # Every figure and number of experiments/practica_mnist/README.md from one checkpoint of
 #   python -m diffusion_lit.train experiment=practica_mnist data.root=../shared/datasets
 # Usage (from the repository root): experiments/practica_mnist/make_figures.sh <run>/checkpoints/last.ckpt [MNIST root]
-# The run folder's own loss_curve.png and samples/ grids are copied beside them.
+# The run folder's csv/metrics.csv gives the loss figure.
 set -euo pipefail
 CKPT=${1:?checkpoint of an experiment=practica_mnist run}
 ROOT=${2:-../shared/datasets}
@@ -19,5 +19,5 @@ RUN=$(dirname "$(dirname "$CKPT")")
 # Scores: domain FID + recognisable-digit share on 1,000 samples, Inception FID on 500 vs 1,000 real.
 "$PY" -m diffusion_lit.evaluate ckpt="$CKPT" data.root="$ROOT" metrics=[fid,digits] extractor=domain num_samples=1000 out=$OUT/scores_domain.json
 "$PY" -m diffusion_lit.evaluate ckpt="$CKPT" data.root="$ROOT" metrics=[fid] extractor=inception num_samples=500 num_real=1000 out=$OUT/scores_inception.json
-# Figure 3: the loss curve, drawn by the training run.
-cp "$RUN/loss_curve.png" $OUT/loss_curve.png
+# Figure 3: the loss curve from the run's logged losses (every logged step, epoch means, validation).
+"$PY" experiments/practica_mnist/draw_loss.py "$RUN" $OUT/loss_curve.png
