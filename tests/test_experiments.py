@@ -4,6 +4,8 @@ pattern, one test per config)."""
 
 import itertools
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -59,3 +61,25 @@ def test_study_sweeps_list_their_jobs_and_every_job_composes(name, num_jobs):
             for key, value in zip(choices, values, strict=True):
                 if "." in key:  # a value (a group choice like schedule=sine has no single key to read)
                     assert str(OmegaConf.select(cfg, key)) == value
+
+
+def test_cats_study_figures_from_a_smoke_sweep(tmp_path):
+    # The whole cats pipeline at smoke size: the 4-job multirun, then make_figures.py's report,
+    # figures and results table (one row per loss x transform).
+    write_images(tmp_path / "images", count=24)
+    run_cli(
+        "diffusion_lit.train", "-m", "experiment=cats", "debug=smoke", f"data.path={tmp_path / 'images'}",
+        "eval.metrics=[]", "hydra.sweep.dir=sweep", cwd=tmp_path,
+    )  # fmt: skip
+    out = tmp_path / "figures"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "experiments" / "cats" / "make_figures.py"), "sweep", "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for name in ("training_images.png", "samples.png", "loss.png", "results.md"):
+        assert (out / name).is_file(), name
+    assert (tmp_path / "sweep" / "report.html").is_file()
+    rows = [line.split(" | ") for line in (out / "results.md").read_text().splitlines()[2:]]
+    expected = [("l1", "edges"), ("l1", "none"), ("mse", "edges"), ("mse", "none")]
+    assert sorted((row[1], row[2]) for row in rows) == expected
