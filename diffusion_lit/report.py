@@ -206,8 +206,13 @@ def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a Markdown table (cells escaped so that a ``|`` in a value cannot split them)."""
+    lines = ["| " + " | ".join(_markdown_cell(cell) for cell in header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in rows]
+
+
 def render_markdown(sweep_dir: Path, jobs: list[Job], curves: Path | None) -> str:
-    header, rows = table_rows(jobs)
     lines = [f"# Sweep report: {sweep_dir}", ""]
     completed = sum(job.status == "completed" for job in jobs)
     lines += [f"{completed} of {len(jobs)} jobs completed.", ""]
@@ -216,8 +221,7 @@ def render_markdown(sweep_dir: Path, jobs: list[Job], curves: Path | None) -> st
     best = optuna_summary(sweep_dir)
     if best:
         lines += [f"Optuna best value: {best.get('best_value')}; parameters: {best.get('best_params')}", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in rows]
+    lines += markdown_table(*table_rows(jobs))
     if curves:
         lines += ["", "## Validation loss of every job", "", f"![validation loss]({curves.relative_to(sweep_dir)})"]
     names = list(dict.fromkeys(name for job in jobs for name in job.figures))

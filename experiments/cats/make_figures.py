@@ -25,7 +25,7 @@ from PIL import Image
 
 from diffusion_lit.data.base import first_batches
 from diffusion_lit.images import plt, save_strips
-from diffusion_lit.report import Job, draw_run_losses, read_sweep, table_rows, write_report
+from diffusion_lit.report import Job, draw_run_losses, markdown_table, read_sweep, table_rows, write_report
 
 LOSSES = ("l1", "mse")
 TRANSFORMS = ("none", "edges")
@@ -83,13 +83,6 @@ def loss_figure(jobs: list[Job], path: Path) -> None:
     plt.close(figure)
 
 
-def results_table(jobs: list[Job]) -> str:
-    header, rows = table_rows(jobs)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path)
@@ -102,7 +95,7 @@ def main() -> None:
     training_images(jobs, args.data_path, args.out / "training_images.png")
     samples_figure(jobs, args.out / "samples.png")
     loss_figure(jobs, args.out / "loss.png")
-    (args.out / "results.md").write_text(results_table(jobs))
+    (args.out / "results.md").write_text("\n".join(markdown_table(*table_rows(jobs))) + "\n")  # the report's table
     print(f"wrote {markdown}, {page}; training_images.png, samples.png, loss.png, results.md to {args.out}")
 
 
