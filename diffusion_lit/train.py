@@ -22,6 +22,7 @@ from diffusion_lit.cli import CONFIG_DIR, console
 from diffusion_lit.errors import UserError
 from diffusion_lit.images import save_grid
 from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.precision import resolve_trainer_precision
 from diffusion_lit.sweeps import RESULTS_FILE, ddp_processes_rerun_this_job, run_job, write_json
 from diffusion_lit.tracking import finish, log_config, log_images, log_results
 
@@ -120,6 +121,8 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     check_class_conditioning(datamodule, cfg.model.get("num_classes", 0))
     image_shape = (datamodule.num_channels, datamodule.image_size, datamodule.image_size)
+    # Resolved before the run config is saved, so checkpoints and logs record what ran.
+    cfg.trainer.precision = resolve_trainer_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = build_module(cfg, image_shape, run_config=run_config)
     loggers = instantiate_all(cfg.get("logger"))

@@ -18,6 +18,7 @@ from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.errors import UserError
 from diffusion_lit.lit.base import TrainingModule, check_lr_decay
+from diffusion_lit.precision import sample_in_bf16
 
 # Element-wise loss between the network output and its target: MSE is Ho et al.'s L_simple,
 # L1 the cat slides' choice (seed 002), Huber (delta 1) quadratic near 0 and linear in the tails.
@@ -49,7 +50,7 @@ def labels_of(batch: torch.Tensor | tuple | list) -> torch.Tensor | None:
     return batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
 
 
-SAMPLE_PRECISIONS = ("32-true", "bf16-mixed")
+SAMPLE_PRECISIONS = ("32-true", "bf16-mixed", "auto")
 
 
 def check_sample_precision(precision: str) -> str:
@@ -86,7 +87,8 @@ class DiffusionModule(TrainingModule):
         compile: run the training forward through ``torch.compile`` (the first step pays the
             compilation; see experiments/benchmarks/README.md for its cost and gain).
         sample_precision: ``"32-true"``, or ``"bf16-mixed"`` to run the net's sampling calls
-            under bfloat16 autocast (the sampler's update maths stays float32).
+            under bfloat16 autocast (the sampler's update maths stays float32), or ``"auto"``:
+            bf16 only on devices with native bf16 (:mod:`diffusion_lit.precision`).
     """
 
     def __init__(
@@ -242,7 +244,7 @@ class DiffusionModule(TrainingModule):
         """eps predicted at (x_t, t[, labels]), whatever the net's parameterization (eps, x0, v);
         the building block of guidance and its compositions (:mod:`diffusion_lit.diffusion.guidance`)."""
         # Only ever switch autocast on: enabled=False would also switch off a caller's autocast.
-        bf16 = self.sample_precision == "bf16-mixed"
+        bf16 = sample_in_bf16(self.sample_precision, x.device.type)
         with torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             output = self._net(x, t, labels)
         output = output.to(x.dtype)
