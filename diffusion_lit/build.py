@@ -104,7 +104,17 @@ def load_checkpoint(
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise UserError(f"checkpoint {path} does not match the network its config describes: {error}") from None
+    module.checkpoint_path = str(Path(path).resolve())  # where it came from (protocol cards)
     return module.eval()
+
+
+def attach_guide(module: DiffusionModule, guide_ckpt: str | None, guide_scale: float) -> None:
+    """Autoguidance from the command line: load ``guide_ckpt`` (a weaker checkpoint of the same
+    data and schedule, e.g. an earlier snapshot of the run) as ``module``'s guide at ``guide_scale``."""
+    if guide_ckpt is None:
+        return
+    guide = load_checkpoint(guide_ckpt, sample_precision=module.sample_precision)
+    module.set_guide(guide, guide_scale)
 
 
 def data_module_for(module: DiffusionModule, overrides: DictConfig | dict | None) -> Any:

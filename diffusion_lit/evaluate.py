@@ -38,7 +38,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
-from diffusion_lit.build import data_module_for, load_checkpoint
+from diffusion_lit.build import attach_guide, data_module_for, load_checkpoint
 from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors
 from diffusion_lit.data.base import first_batches
 from diffusion_lit.diffusion.likelihood import variational_bound
@@ -224,15 +224,22 @@ def training_run_metrics(
 
 
 def count_network_calls(module: DiffusionModule) -> Callable[[], int]:
-    """Wrap the net's forward to count calls; returns a function that reads and resets the count."""
+    """Wrap the net's forward (and the autoguidance guide's) to count calls; returns a function
+    that reads and resets the count."""
     calls = [0]
-    forward = module.net.forward
 
-    def counting(*args: Any, **kwargs: Any):
-        calls[0] += 1
-        return forward(*args, **kwargs)
+    def count(net: torch.nn.Module) -> None:
+        forward = net.forward
 
-    module.net.forward = counting
+        def counting(*args: Any, **kwargs: Any):
+            calls[0] += 1
+            return forward(*args, **kwargs)
+
+        net.forward = counting
+
+    for counted in (module, module.guide):
+        if counted is not None:
+            count(counted.net)
 
     def read() -> int:
         value, calls[0] = calls[0], 0
@@ -258,6 +265,7 @@ def card_for(
         num_real=int(metrics.real_features.shape[0]) if features else None,
         reference_split=metrics.cfg.reference_split if features else None,
         guidance_scale=guidance_scale if module.num_classes else None, checkpoint=checkpoint,
+        autoguidance=module.autoguidance,
     )  # fmt: skip
 
 
@@ -316,6 +324,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = "cpu" if device == "auto" else device
     module = load_checkpoint(cfg.ckpt, sampler=cfg.get("sampler"), sample_precision=cfg.get("sample_precision"))
     module = module.to(device)
+    attach_guide(module, cfg.get("guide_ckpt"), cfg.get("guide_scale", 2.0))
     datamodule = data_module_for(module, cfg.get("data"))
     results: dict[str, Any] = {}
     if "nll" in names:

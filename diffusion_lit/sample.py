@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from diffusion_lit.build import load_checkpoint
+from diffusion_lit.build import attach_guide, load_checkpoint
 from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors
 from diffusion_lit.errors import UserError
 from diffusion_lit.files import atomic_write
@@ -58,6 +58,7 @@ def sample(cfg: DictConfig) -> Path:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     module = load_checkpoint(cfg.ckpt, sampler=cfg.sampler, sample_precision=cfg.get("sample_precision")).to(device)
+    attach_guide(module, cfg.get("guide_ckpt"), cfg.get("guide_scale", 2.0))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     labels = sample_labels(cfg.get("labels"), cfg.num_samples, module.num_classes)
     samples = module.sample_in_batches(

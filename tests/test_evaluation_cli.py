@@ -99,6 +99,22 @@ def test_evaluate_writes_every_number_with_its_protocol_card(mnist_checkpoint, m
     assert (tmp_path / "gallery.png").is_file()
 
 
+def test_evaluate_with_a_guide_checkpoint_autoguides_and_says_so(mnist_checkpoint, mnist_root, tmp_path):
+    ckpt = mnist_checkpoint / "checkpoints" / "last.ckpt"
+    common = ("metrics=fid", "num_samples=24", "num_real=200", "sampler=ddim", "sampler.steps=4")
+    common += (f"data.root={mnist_root}",)
+    rows = {}
+    for name, guide in (("plain", ()), ("self", (f"guide_ckpt={ckpt}", "guide_scale=3"))):
+        out = tmp_path / f"{name}.json"
+        run_cli("diffusion_lit.evaluate", f"ckpt={ckpt}", *common, *guide, f"out={out}", cwd=tmp_path)
+        rows[name] = json.loads(out.read_text())
+    # Guided by itself, the model draws the same samples (eps_guide = eps), with twice the calls.
+    assert rows["self"]["network_calls"] == 2 * rows["plain"]["network_calls"] == 8
+    assert rows["self"]["fid"] == pytest.approx(rows["plain"]["fid"], rel=1e-4)
+    assert rows["plain"]["protocol"]["autoguidance"] is None
+    assert rows["self"]["protocol"]["autoguidance"] == {"guide_checkpoint": str(ckpt.resolve()), "guide_scale": 3.0}
+
+
 def test_digit_label_accuracy_scores_images_against_the_classes_asked_for(
     mnist_checkpoint, mnist_root, isolated_data_root, domain_network
 ):

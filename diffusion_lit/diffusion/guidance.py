@@ -1,5 +1,5 @@
 """Classifier-free guidance (Ho & Salimans 2022) and the compositions built on it: visual
-anagrams and hybrid images (seed 004 part A 1.8-1.9). Each returns a sampler-facing
+anagrams and hybrid images (seed 004 part A 1.8-1.9); autoguidance by a weaker model. Each returns a sampler-facing
 ``model_fn(x_t, t) -> eps``, so every sampler runs them unchanged.
 
     eps = eps(x_t, t, null) + s * (eps(x_t, t, c) - eps(x_t, t, null))
@@ -42,6 +42,28 @@ def guided_eps(eps_fn: ConditionalEpsFn, labels: torch.Tensor, scale: float, nul
         return unconditional + scale * (conditional - unconditional)
 
     return model_fn
+
+
+def autoguided_eps(model_fn: ModelFn, guide_fn: ModelFn, scale: float) -> ModelFn:
+    """Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of
+    itself"): extrapolate from a weaker model's prediction towards the main model's,
+
+        eps = eps_guide(x_t, t) + w (eps_model(x_t, t) - eps_guide(x_t, t)),
+
+    which, unlike classifier-free guidance, needs no labels: the guide (a smaller or less
+    trained version of the same model) makes the same kind of errors more strongly, and the
+    extrapolation moves the samples away from them. w = 1 is the main model alone.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
+        raise UserError(f"guide_scale must be a number >= 0 (1 = the model alone), got {scale!r}.")
+    if scale == 1:
+        return model_fn
+
+    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        guide = guide_fn(x, t)
+        return guide + scale * (model_fn(x, t) - guide)
+
+    return guided
 
 
 # Invertible image transforms for visual anagrams: each is its own inverse.

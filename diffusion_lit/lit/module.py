@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_lit.diffusion.guidance import guided_eps
+from diffusion_lit.diffusion.guidance import autoguided_eps, guided_eps
 from diffusion_lit.diffusion.process import check_prediction, min_snr_weight, prediction_target, q_sample, x0_and_eps
 from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
@@ -136,6 +136,9 @@ class DiffusionModule(TrainingModule):
         self.num_classes = int(getattr(net, "num_classes", 0))
         self.cond_drop_prob = float(cond_drop_prob)
         self.guidance_scale = guidance_scale
+        # (guide module, scale) of autoguidance, set by ``set_guide``; a tuple so that the guide
+        # is not registered as a submodule (it is no part of this model's weights or checkpoint).
+        self._guide: tuple[DiffusionModule, float] | None = None
         self.lr_warmup_steps = lr_warmup_steps
         self.lr_decay = check_lr_decay(lr_decay)
         self.sample_precision = check_sample_precision(sample_precision)
@@ -253,13 +256,51 @@ class DiffusionModule(TrainingModule):
     def eps_fn(self, labels: torch.Tensor | None = None, guidance_scale: float | None = None) -> ModelFn:
         """The sampler-facing noise predictor ``model_fn(x_t, t) -> eps``: the net's output
         converted from its parameterization and, for a conditional net, classifier-free guidance
-        towards ``labels`` at ``guidance_scale`` (default: the module's)."""
+        towards ``labels`` at ``guidance_scale`` (default: the module's); with a guide
+        (``set_guide``), autoguided by it (the guide sees the same labels and guidance)."""
+        model_fn = self._own_eps_fn(labels, guidance_scale)
+        if self._guide is None:
+            return model_fn
+        guide, scale = self._guide
+        return autoguided_eps(model_fn, guide._own_eps_fn(labels, guidance_scale), scale)
+
+    def _own_eps_fn(self, labels: torch.Tensor | None, guidance_scale: float | None) -> ModelFn:
         if self.num_classes == 0:
             if labels is not None:
                 raise UserError("labels were given, but the model is unconditional (trained with model.num_classes=0).")
             return lambda x, t: self.conditional_eps(x, t, None)
         labels = self._check_labels(labels)
         return guided_eps(self.conditional_eps, labels, self.scale_or_default(guidance_scale), self.net.null_label)
+
+    @property
+    def guide(self) -> DiffusionModule | None:
+        return None if self._guide is None else self._guide[0]
+
+    @property
+    def autoguidance(self) -> dict[str, Any] | None:
+        """The guide's checkpoint and scale, for protocol cards (None without a guide)."""
+        if self._guide is None:
+            return None
+        guide, scale = self._guide
+        return {"guide_checkpoint": getattr(guide, "checkpoint_path", None), "guide_scale": scale}
+
+    def set_guide(self, guide: DiffusionModule | None, scale: float = 2.0) -> None:
+        """Sample with autoguidance (:func:`~diffusion_lit.diffusion.guidance.autoguided_eps`):
+        ``guide`` is a weaker model of the same data and noise schedule, e.g. an earlier EMA
+        snapshot of the same run; ``scale`` w > 1 extrapolates away from it. None removes it."""
+        if guide is None:
+            self._guide = None
+            return
+        if tuple(guide.image_shape) != tuple(self.image_shape):
+            raise UserError(f"the guide draws {tuple(guide.image_shape)} images, this model {tuple(self.image_shape)}.")
+        if guide.num_classes != self.num_classes:
+            raise UserError(f"the guide has {guide.num_classes} classes, this model {self.num_classes}: use a guide "
+                            "trained with the same model.num_classes.")  # fmt: skip
+        ours, theirs = self.schedule.alphas_bar, guide.schedule.alphas_bar.to(self.schedule.alphas_bar)
+        if ours.shape != theirs.shape or not torch.allclose(ours, theirs):
+            raise UserError("the guide was trained with another noise schedule (or T); autoguidance needs the same.")
+        autoguided_eps(lambda x, t: x, lambda x, t: x, scale)  # the scale's check, before any sampling
+        self._guide = (guide.to(self.device).eval(), scale)
 
     def scale_or_default(self, guidance_scale: float | None) -> float:
         return self.guidance_scale if guidance_scale is None else guidance_scale

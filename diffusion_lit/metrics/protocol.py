@@ -30,6 +30,7 @@ def protocol_card(
     reference_split: str | None = None,
     guidance_scale: float | None = None,
     checkpoint: str | None = None,
+    autoguidance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A JSON-serialisable description of one evaluation.
 
@@ -42,6 +43,7 @@ def protocol_card(
         num_real, reference_split: the real reference images of feature metrics.
         guidance_scale: classifier-free guidance scale of conditional models.
         checkpoint: the evaluated checkpoint file.
+        autoguidance: the guide's checkpoint and scale, when sampling was autoguided.
     """
     card: dict[str, Any] = {
         "checkpoint": checkpoint,
@@ -51,6 +53,7 @@ def protocol_card(
         "sampler": str(sampler.get("_target_", "")).rsplit(".", 1)[-1],
         "sampler_options": {k: v for k, v in sampler.items() if not str(k).startswith("_")},
         "guidance_scale": guidance_scale,
+        "autoguidance": autoguidance,
         "num_generated": num_generated,
         "seed": seed,
         "versions": {
