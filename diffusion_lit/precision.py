@@ -3,8 +3,8 @@ computes bf16 natively.
 
 bf16 autocast is a speed-up only with hardware bf16: on the project's AVX-512 BF16 development
 CPU it made the small U-Net's training step ~1.45x faster, but on an AVX2-only CPU (AMD EPYC
-Zen 3) oneDNN has no bf16 kernels and the same step ran at 5.8 img/s against 54-89 img/s in
-fp32: 10-15x slower (experiments/benchmarks/README.md). ``auto`` therefore resolves to
+Zen 3) oneDNN has no bf16 kernels and the same step ran 11-17x slower than in fp32
+(3.4 against 58.6 img/s in experiments/benchmarks/train_step.py; see its README). ``auto`` therefore resolves to
 ``bf16-mixed`` on CUDA GPUs that support bf16 and on CPUs with oneDNN bf16 support, to
 ``16-mixed`` on older GPUs (fp16 with loss scaling) and to ``32-true`` otherwise.
 """
@@ -68,6 +68,6 @@ def warn_slow_bf16(device_type: str, key: str) -> None:
     if device_type in ("cpu", "cuda") and not native_bf16(device_type):
         console.print(
             f"warning: {key}=bf16-mixed on a {device_type.upper()} without native bf16: emulated bf16 is "
-            f"~10x slower than fp32 here; use {key}=auto (bf16 only where it is native) or 32-true.",
+            f"10-17x slower than fp32 here; use {key}=auto (bf16 only where it is native) or 32-true.",
             highlight=False,
         )

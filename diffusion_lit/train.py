@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
-from diffusion_lit.build import build_module
+from diffusion_lit.build import attach_guide, build_module
 from diffusion_lit.cli import CONFIG_DIR, console
 from diffusion_lit.errors import UserError
 from diffusion_lit.images import save_grid
@@ -100,6 +100,24 @@ def optimized_value(results: dict[str, Any], metric: str | None) -> float | None
     return float(value)
 
 
+def guide_for_final_samples(module: DiffusionModule, eval_cfg: DictConfig) -> dict | None:
+    """Autoguide the final samples by ``eval.guide`` (a checkpoint, typically a snapshot the run
+    wrote earlier) at ``eval.guide_scale``; a run that ended before writing it samples unguided,
+    with a warning. Returns the guide's card (None when unguided)."""
+    guide = eval_cfg.get("guide")
+    if not guide:
+        return None
+    if not Path(guide).is_file():
+        console.print(
+            f"warning: eval.guide {guide} does not exist (did the run end before that snapshot?): "
+            "the final samples are drawn without autoguidance.",
+            highlight=False,
+        )
+        return None
+    attach_guide(module, guide, eval_cfg.get("guide_scale", 2.0))
+    return module.autoguidance
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit, then sample ``cfg.eval.num_samples`` images from the EMA weights and report metrics.
 
@@ -149,6 +167,7 @@ def train(cfg: DictConfig) -> float | None:
         # After fit the module holds the EMA weights (WeightAveraging copies them in on_train_end).
         # A single-step denoiser (experiment=single_step_denoiser) has nothing to sample.
         if trainer.is_global_zero and cfg.eval.num_samples > 0 and isinstance(module, DiffusionModule):
+            results["eval_autoguidance"] = guide_for_final_samples(module, cfg.eval)
             started = time.perf_counter()
             generator = torch.Generator(device=module.device).manual_seed(cfg.eval.seed)
             samples = module.sample_in_batches(cfg.eval.num_samples, cfg.eval.batch_size, generator=generator)

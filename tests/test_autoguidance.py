@@ -2,14 +2,19 @@
 weaker model of the same data and schedule; checks of the formula, the module's use of it and
 its refusal of guides that cannot guide it."""
 
+import json
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from diffusion_lit.build import build_module
 from diffusion_lit.cli import CONFIG_DIR
 from diffusion_lit.diffusion.guidance import autoguided_eps
 from diffusion_lit.errors import UserError
+from diffusion_lit.train import guide_for_final_samples
+from tests.conftest import run_cli
 
 
 def _module(*overrides: str, seed: int = 0):
@@ -81,3 +86,28 @@ def test_a_guide_of_another_image_size_or_a_negative_scale_is_refused():
     with pytest.raises(UserError, match="guide_scale must be a number >= 0"):
         model.set_guide(_module(seed=1), -0.5)
     assert model.guide is None
+
+
+def test_a_training_run_autoguides_its_final_samples_by_its_own_snapshot(tmp_path):
+    snapshots = (
+        "+callbacks.snapshots={_target_: lightning.pytorch.callbacks.ModelCheckpoint, dirpath: snaps, "
+        "filename: 'step{step:04d}', auto_insert_metric_name: false, every_n_train_steps: 2, save_top_k: -1}"
+    )
+    run_cli(
+        "diffusion_lit.train", "model=tiny", "debug=smoke", snapshots, "eval.guide=snaps/step0002.ckpt",
+        "eval.guide_scale=3", "hydra.run.dir=.", cwd=tmp_path,
+    )  # fmt: skip
+    snapshots_written = sorted(path.name for path in (tmp_path / "snaps").iterdir())
+    assert snapshots_written == ["step0002.ckpt", "step0004.ckpt", "step0006.ckpt"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    guide = str((tmp_path / "snaps" / "step0002.ckpt").resolve())
+    assert results["eval_autoguidance"] == {"guide_checkpoint": guide, "guide_scale": 3.0}
+    assert 0.0 <= results["triangle_validity"] <= 1.0
+
+
+def test_a_run_that_ended_before_its_guide_snapshot_samples_unguided_and_says_so(tmp_path, capsys):
+    model = _module()
+    cfg = OmegaConf.create({"guide": str(tmp_path / "snapshots" / "step0300.ckpt"), "guide_scale": 2.0})
+    assert guide_for_final_samples(model, cfg) is None
+    assert "without autoguidance" in capsys.readouterr().out and model.guide is None
+    assert guide_for_final_samples(model, OmegaConf.create({"guide": None})) is None

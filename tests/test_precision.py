@@ -1,5 +1,5 @@
 """precision=auto: bf16 autocast only where the device has native bf16 (emulated bf16 on an AVX2
-CPU was 10-15x slower than fp32), fp16 on GPUs without bf16, fp32 otherwise; an explicit bf16
+CPU was 11-17x slower than fp32), fp16 on GPUs without bf16, fp32 otherwise; an explicit bf16
 request on such a device is kept but warned about."""
 
 import pytest
