@@ -4,10 +4,12 @@ sweep, and FID logged during training."""
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import REPO_ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +115,19 @@ def test_evaluate_with_a_guide_checkpoint_autoguides_and_says_so(mnist_checkpoin
     assert rows["self"]["fid"] == pytest.approx(rows["plain"]["fid"], rel=1e-4)
     assert rows["plain"]["protocol"]["autoguidance"] is None
     assert rows["self"]["protocol"]["autoguidance"] == {"guide_checkpoint": str(ckpt.resolve()), "guide_scale": 3.0}
+
+
+def test_the_guide_screen_script_scores_each_guide_and_scale(mnist_checkpoint, mnist_root, domain_network):
+    # experiments/mnist_fast/screen_guides.py on the smoke run, its last checkpoint as the guide.
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "experiments" / "mnist_fast" / "screen_guides.py"), str(mnist_checkpoint),
+         "--guides", "last", "--scales", "1", "2", "--samples", "20", "--num-real", "200", "--root", str(mnist_root)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [(row["guide"], row["scale"], row["samples"]) for row in rows] == [("last", 1.0, 20), ("last", 2.0, 20)]
+    # Guided by itself the model draws the same samples at any scale.
+    assert rows[0]["recognised"] == rows[1]["recognised"] and rows[0]["fid_domain"] == rows[1]["fid_domain"]
 
 
 def test_digit_label_accuracy_scores_images_against_the_classes_asked_for(
