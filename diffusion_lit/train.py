@@ -139,8 +139,8 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     check_class_conditioning(datamodule, cfg.model.get("num_classes", 0))
     image_shape = (datamodule.num_channels, datamodule.image_size, datamodule.image_size)
-    # Resolved before the run config is saved, so checkpoints and logs record what ran.
-    cfg.trainer.precision = resolve_trainer_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))
+    if "precision" in cfg.trainer:  # resolved before the run config is saved: checkpoints record what ran
+        cfg.trainer.precision = resolve_trainer_precision(cfg.trainer.precision, cfg.trainer.get("accelerator"))
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = build_module(cfg, image_shape, run_config=run_config)
     loggers = instantiate_all(cfg.get("logger"))
