@@ -3,10 +3,10 @@ computes bf16 natively.
 
 bf16 autocast is a speed-up only with hardware bf16: on the project's AVX-512 BF16 development
 CPU it made the small U-Net's training step ~1.45x faster, but on an AVX2-only CPU (AMD EPYC
-Zen 3) oneDNN has no bf16 kernels and the same step ran 11-17x slower than in fp32
-(3.4 against 58.6 img/s in experiments/benchmarks/train_step.py; see its README). ``auto`` therefore resolves to
-``bf16-mixed`` on CUDA GPUs that support bf16 and on CPUs with oneDNN bf16 support, to
-``16-mixed`` on older GPUs (fp16 with loss scaling) and to ``32-true`` otherwise.
+Zen 3) oneDNN has no bf16 kernels and the same step ran 11-17x slower than in fp32 (3.4
+against 58.6 img/s in experiments/benchmarks/train_step.py; see its README). ``auto`` therefore
+resolves to ``bf16-mixed`` on CUDA GPUs that support bf16 and on CPUs with oneDNN bf16 support,
+to ``16-mixed`` on older GPUs (fp16 with loss scaling) and to ``32-true`` otherwise.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Classifier-free guidance (Ho & Salimans 2022) and the compositions built on it: visual
-anagrams and hybrid images (seed 004 part A 1.8-1.9); autoguidance by a weaker model. Each returns a sampler-facing
-``model_fn(x_t, t) -> eps``, so every sampler runs them unchanged.
+anagrams and hybrid images (seed 004 part A 1.8-1.9); and autoguidance by a weaker model.
+Each returns a sampler-facing ``model_fn(x_t, t) -> eps``, so every sampler runs them unchanged.
 
     eps = eps(x_t, t, null) + s * (eps(x_t, t, c) - eps(x_t, t, null))
 
@@ -44,6 +44,13 @@ def guided_eps(eps_fn: ConditionalEpsFn, labels: torch.Tensor, scale: float, nul
     return model_fn
 
 
+def check_guide_scale(scale: float) -> float:
+    """The autoguidance weight w: a number >= 0 (1 = the model alone)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
+        raise UserError(f"guide_scale must be a number >= 0 (1 = the model alone), got {scale!r}.")
+    return scale
+
+
 def autoguided_eps(model_fn: ModelFn, guide_fn: ModelFn, scale: float) -> ModelFn:
     """Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of
     itself"): extrapolate from a weaker model's prediction towards the main model's,
@@ -54,8 +61,7 @@ def autoguided_eps(model_fn: ModelFn, guide_fn: ModelFn, scale: float) -> ModelF
     trained version of the same model) makes the same kind of errors more strongly, and the
     extrapolation moves the samples away from them. w = 1 is the main model alone.
     """
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
-        raise UserError(f"guide_scale must be a number >= 0 (1 = the model alone), got {scale!r}.")
+    check_guide_scale(scale)
     if scale == 1:
         return model_fn
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_lit.diffusion.guidance import autoguided_eps, guided_eps
+from diffusion_lit.diffusion.guidance import autoguided_eps, check_guide_scale, guided_eps
 from diffusion_lit.diffusion.process import check_prediction, min_snr_weight, prediction_target, q_sample, x0_and_eps
 from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
@@ -299,8 +299,7 @@ class DiffusionModule(TrainingModule):
         ours, theirs = self.schedule.alphas_bar, guide.schedule.alphas_bar.to(self.schedule.alphas_bar)
         if ours.shape != theirs.shape or not torch.allclose(ours, theirs):
             raise UserError("the guide was trained with another noise schedule (or T); autoguidance needs the same.")
-        autoguided_eps(lambda x, t: x, lambda x, t: x, scale)  # the scale's check, before any sampling
-        self._guide = (guide.to(self.device).eval(), scale)
+        self._guide = (guide.to(self.device).eval(), check_guide_scale(scale))
 
     def scale_or_default(self, guidance_scale: float | None) -> float:
         return self.guidance_scale if guidance_scale is None else guidance_scale
