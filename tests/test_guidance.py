@@ -59,6 +59,35 @@ def test_unet_class_embedding_starts_neutral_and_then_conditions():
         unconditional(x, t, torch.tensor([0, 1]))
 
 
+def test_unet_class_embedding_normal_init_tells_classes_apart_from_the_first_steps():
+    # The output conv and the residual branches' last convs start at zero, so no untrained net
+    # reads its labels. Step 1 moves only the output conv, step 2 the residual convs too; a
+    # zero-initialised class embedding gets no gradient until both are non-zero, so after two
+    # steps every label still gives the same output, while from N(0, 1) they already differ.
+    options = dict(in_channels=1, image_size=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                   attention_resolutions=(), num_heads=2, norm_groups=4, num_classes=3)  # fmt: skip
+    x, t = torch.randn(4, 1, 8, 8), torch.tensor([3, 7, 3, 7])
+    labels, target = torch.tensor([0, 1, 2, 0]), torch.randn(4, 1, 8, 8)
+    differs = {}
+    for init in ("zeros", "normal"):
+        torch.manual_seed(0)
+        net = UNet(**options, class_embed_init=init)
+        if init == "normal":
+            weight = net.class_embed.weight.detach()
+            assert 0.7 < weight.std().item() < 1.3  # N(0, 1), like nn.Embedding's own init
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(2):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(net(x, t, labels), target).backward()
+            optimizer.step()
+        with torch.no_grad():
+            differs[init] = not torch.allclose(net(x[:2], t[:2], torch.tensor([0, 0])),
+                                               net(x[:2], t[:2], torch.tensor([2, 2])))  # fmt: skip
+    assert differs == {"zeros": False, "normal": True}
+    with pytest.raises(UserError, match="class_embed_init must be 'zeros' or 'normal'"):
+        UNet(**options, class_embed_init="uniform")
+
+
 def _module(prediction: str, num_classes: int = 3):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(

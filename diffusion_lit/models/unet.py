@@ -232,6 +232,11 @@ class UNet(nn.Module):
         num_classes: K > 0 adds a learned class embedding with K + 1 entries, the last one
             (index K, :attr:`null_label`) meaning "no class": it is added to the time
             embedding, so every block sees it. 0 (default) builds an unconditional net.
+        class_embed_init: ``"zeros"`` starts the class embedding at zero (a new conditional
+            net is exactly the unconditional one); ``"normal"`` draws it from N(0, 1), as
+            ``nn.Embedding`` does (and guided-diffusion's ``label_emb``): the classes are
+            distinguishable from the first step instead of growing out of zero at Adam's
+            per-step pace (about ``lr`` per step per entry).
 
     Shapes:
         forward(x, t, labels=None): ``x`` (B, in_channels, H, W), ``t`` (B,) int or float
@@ -256,6 +261,7 @@ class UNet(nn.Module):
         time_embed_dim: int | None = None,
         norm_groups: int = 8,
         num_classes: int = 0,
+        class_embed_init: str = "zeros",
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 0:
@@ -285,11 +291,13 @@ class UNet(nn.Module):
         self.time_embed = TimeEmbedding(time_embed_dim, sinusoidal_dim=max(base_channels, 32))
         # Class conditioning as in classifier-free guidance (Ho & Salimans 2022): one extra
         # "null" row that training uses for dropped labels and guidance for the unconditional
-        # branch. Zero-initialised so that a new conditional net starts as the unconditional one.
+        # branch.
+        if class_embed_init not in ("zeros", "normal"):
+            raise UserError(f"class_embed_init must be 'zeros' or 'normal', got {class_embed_init!r}")
         self.num_classes = int(num_classes)
         self.class_embed = nn.Embedding(self.num_classes + 1, time_embed_dim) if self.num_classes else None
-        if self.class_embed is not None:
-            nn.init.zeros_(self.class_embed.weight)
+        if self.class_embed is not None and class_embed_init == "zeros":
+            nn.init.zeros_(self.class_embed.weight)  # nn.Embedding's own init is N(0, 1)
 
         def res(cin: int, cout: int) -> ResBlock:
             return ResBlock(cin, cout, time_embed_dim, dropout, norm_groups)
