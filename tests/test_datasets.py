@@ -6,6 +6,8 @@ import functools
 import http.server
 import io
 import os
+import subprocess
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -24,7 +26,7 @@ from diffusion_lit.data.formats import CIFAR10_CLASSES, write_cifar10, write_mni
 from diffusion_lit.data.in_memory import InMemoryImageDataModule, InMemoryImageDataset, SkippedFilesWarning
 from diffusion_lit.data.mnist import MNISTDataModule
 from diffusion_lit.errors import UserError
-from tests.conftest import run_cli
+from tests.conftest import REPO_ROOT, run_cli
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -258,6 +260,23 @@ def test_cifar10_reads_the_python_pickle_format(tmp_path):
     torch.testing.assert_close(image, expected)
     assert int(label) == train_labels[11]
     assert module.val_set.labels.tolist() == test_labels.tolist()
+
+
+def test_cifar_standin_script_writes_a_set_the_cifar10_loader_reads(tmp_path):
+    # experiments/mnist_fast/cifar_standin.py: crops of a photograph in the CIFAR-10 file format.
+    script = REPO_ROOT / "experiments" / "mnist_fast" / "cifar_standin.py"
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "root"), "--train", "30", "--test", "10"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    module = _setup(
+        CIFAR10DataModule(str(tmp_path / "data"), root=str(tmp_path / "root"), verify_checksums=False, hflip=False)
+    )
+    assert len(module.train_set) == 30 and len(module.val_set) == 10
+    images = torch.stack([module.train_set[index][0] for index in range(30)])
+    assert images.shape == (30, 3, 32, 32)
+    # A photograph, not noise: neighbouring pixels are strongly correlated, and colour varies.
+    neighbours = torch.corrcoef(torch.stack([images[..., :-1].flatten(), images[..., 1:].flatten()]))[0, 1]
+    assert neighbours > 0.8 and images.std() > 0.2
 
 
 def test_cifar10_grayscale_matches_pil_luma(tmp_path):
