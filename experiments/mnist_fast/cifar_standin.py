@@ -1,5 +1,5 @@
 """Write a stand-in for CIFAR-10 in its real file format, for the divergence smoke check of the
-mnist_fast settings on 32 px colour images (README section 5) where CIFAR-10 cannot be
+mnist_fast settings on 32 px colour images (README section 6) where CIFAR-10 cannot be
 downloaded:
 
     python experiments/mnist_fast/cifar_standin.py <root> [--train 50000] [--test 10000]

@@ -5,10 +5,11 @@
 
 Each row samples ``--samples`` images (seed 0, batches of 250; a conditional model draws the
 classes in turn, at its own guidance_scale, and the guide gets the same labels) with
-eps = eps_guide + w (eps - eps_guide) and scores them with the MNIST classifier (share recognised with confidence > 0.9)
-and the domain FID. Guides are ``<run>/checkpoints/snapshots/<name>.ckpt`` (mnist_fast keeps
-steps 300/600/900) or ``last``; ``--raw`` guides with a checkpoint's raw (not averaged) weights,
-which Lightning's WeightAveraging stores as ``current_model_state``. ``evaluate guide_ckpt=``
+eps = eps_guide + w (eps - eps_guide) and scores them with the MNIST classifier (share
+recognised with confidence > 0.9) and the domain FID. Guides are
+``<run>/checkpoints/snapshots/<name>.ckpt`` (mnist_fast keeps steps 300/600/900) or ``last``;
+``--raw`` guides with a checkpoint's raw (not averaged) weights, which Lightning's
+WeightAveraging stores as ``current_model_state``. ``evaluate guide_ckpt=``
 is the command for a chosen guide; this script only screens.
 """
 
