@@ -24,9 +24,13 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.errors import MissingConfigException  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors  # noqa: E402
-from diffusion_lit.errors import UserError  # noqa: E402
-from diffusion_lit.files import atomic_write  # noqa: E402
+from diffusion_lit.utils.console import console  # noqa: E402
+from diffusion_lit.utils.errors import (
+    UserError,  # noqa: E402
+    report_user_errors,  # noqa: E402
+)
+from diffusion_lit.utils.files import atomic_write  # noqa: E402
+from diffusion_lit.utils.paths import CONFIG_DIR  # noqa: E402
 
 
 def schedule_options() -> list[str]:

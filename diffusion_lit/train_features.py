@@ -1,6 +1,6 @@
 """Train the domain feature network: ``python -m diffusion_lit.train_features data=mnist``.
 
-Fits :class:`diffusion_lit.metrics.classifier.DigitClassifier` on the MNIST training set, reports
+Fits :class:`diffusion_lit.models.classifier.DigitClassifier` on the MNIST training set, reports
 its accuracy on the test set and saves it (atomically) where ``extractor=domain`` looks for it:
 ``<data root>/features/mnist_classifier.pt``.
 """
@@ -13,11 +13,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from diffusion_lit.cli import CONFIG_DIR, console, report_user_errors
-from diffusion_lit.errors import UserError
-from diffusion_lit.files import atomic_write
-from diffusion_lit.metrics.classifier import ClassifierModule
+from diffusion_lit.lit.classifier import ClassifierModule
 from diffusion_lit.metrics.features import domain_checkpoint_path
+from diffusion_lit.utils.console import console
+from diffusion_lit.utils.errors import UserError, report_user_errors
+from diffusion_lit.utils.files import atomic_write
+from diffusion_lit.utils.paths import CONFIG_DIR
 
 
 def train_features(cfg: DictConfig) -> float:

@@ -9,11 +9,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from diffusion_lit.build import build_module
-from diffusion_lit.cli import CONFIG_DIR
 from diffusion_lit.diffusion.guidance import autoguided_eps
-from diffusion_lit.errors import UserError
-from diffusion_lit.train import guide_for_final_samples
+from diffusion_lit.lit.build import build_module
+from diffusion_lit.runs.training import guide_for_final_samples
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import run_cli
 
 

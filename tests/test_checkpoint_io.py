@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from diffusion_lit.checkpoint_io import AtomicCheckpointIO
+from diffusion_lit.lit.checkpoint_io import AtomicCheckpointIO
 
 
 class FailsToPickle:
@@ -28,7 +28,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path):
 
 SAVE_FOREVER = """
 import sys, torch
-from diffusion_lit.checkpoint_io import AtomicCheckpointIO
+from diffusion_lit.lit.checkpoint_io import AtomicCheckpointIO
 io, step = AtomicCheckpointIO(), 0
 weights = torch.randn(8_000_000)  # 32 MB: a save takes long enough to be killed in the middle
 while True:
@@ -52,7 +52,7 @@ def test_a_kill_during_saves_never_leaves_a_broken_last_checkpoint(tmp_path):
 
 KILLED_AFTER_WRITING = """
 import os, sys, time, torch
-from diffusion_lit.checkpoint_io import AtomicCheckpointIO
+from diffusion_lit.lit.checkpoint_io import AtomicCheckpointIO
 io = AtomicCheckpointIO()
 io.save_checkpoint({"step": 1, "weights": torch.ones(1_000_000)}, sys.argv[1])
 def stall(fd):  # the new checkpoint's bytes are all written: stop here until killed

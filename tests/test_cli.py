@@ -9,9 +9,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from diffusion_lit.cli import CONFIG_DIR
-from diffusion_lit.images import plt
-from diffusion_lit.report import draw_run_losses, logged_curve
+from diffusion_lit.runs.report import draw_run_losses, logged_curve
+from diffusion_lit.utils.images import plt
+from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import run_cli
 
 SMOKE = ["model=tiny", "debug=smoke"]

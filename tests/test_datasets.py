@@ -25,7 +25,7 @@ from diffusion_lit.data.folder import ImageFolderDataModule
 from diffusion_lit.data.formats import CIFAR10_CLASSES, write_cifar10, write_mnist
 from diffusion_lit.data.in_memory import InMemoryImageDataModule, InMemoryImageDataset, SkippedFilesWarning
 from diffusion_lit.data.mnist import MNISTDataModule
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 from tests.conftest import REPO_ROOT, run_cli
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -405,7 +405,7 @@ def test_cats_config_error_points_to_public_datasets(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from diffusion_lit.cli import CONFIG_DIR
+    from diffusion_lit.utils.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["data=cats", f"paths.data_dir={tmp_path}"])

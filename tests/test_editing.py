@@ -8,15 +8,15 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
 
-from diffusion_lit.build import build_module, load_checkpoint
-from diffusion_lit.cli import CONFIG_DIR
 from diffusion_lit.diffusion.guidance import anagram_eps, guided_eps, hybrid_eps
 from diffusion_lit.diffusion.samplers import Edit, ddim_sample, ddpm_sample, dpm_solver_sample
 from diffusion_lit.diffusion.schedules import NoiseSchedule, linear_betas
-from diffusion_lit.edit import edit
 from diffusion_lit.editing import tasks
 from diffusion_lit.editing.inputs import load_image_file, make_mask
-from diffusion_lit.errors import UserError
+from diffusion_lit.lit.build import build_module, load_checkpoint
+from diffusion_lit.runs.editing import edit
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import run_cli
 from tests.test_guidance import _randomise_zero_initialised, toy_eps
 

@@ -6,8 +6,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from diffusion_lit.callbacks.ema import EMA, EMADecay
 from diffusion_lit.callbacks.samples import SampleGrid
-from diffusion_lit.errors import UserError
-from diffusion_lit.train import order_callbacks
+from diffusion_lit.runs.training import order_callbacks
+from diffusion_lit.utils.errors import UserError
 
 
 def test_ema_decay_follows_the_formula():

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from diffusion_lit.data.triangles import render_triangles
-from diffusion_lit.metrics.classifier import DigitClassifier
 from diffusion_lit.metrics.features import (
     INCEPTION_SHA256,
     DomainFeatures,
@@ -27,6 +26,7 @@ from diffusion_lit.metrics.fid import (
 )
 from diffusion_lit.metrics.memorization import memorization_report, nearest_neighbours
 from diffusion_lit.metrics.triangles import triangle_distribution_distances, triangle_properties
+from diffusion_lit.models.classifier import DigitClassifier
 
 
 def test_tf1_resize_samples_the_input_at_j_times_in_over_out():

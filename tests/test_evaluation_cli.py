@@ -135,13 +135,13 @@ def test_digit_label_accuracy_scores_images_against_the_classes_asked_for(
 ):
     # Real test digits stand in for a conditional model's samples: with their own labels nearly
     # all are "as asked"; with every label shifted by one, nearly none are.
-    from diffusion_lit.build import data_module_for, load_checkpoint
-    from diffusion_lit.evaluate import SampleMetrics, real_batches, sample_metrics_config
+    from diffusion_lit.lit.build import data_module_for, load_checkpoint
+    from diffusion_lit.lit.sample_metrics import SampleMetrics, real_batches, sample_metrics_config
 
     module = load_checkpoint(mnist_checkpoint / "checkpoints" / "last.ckpt")
     datamodule = data_module_for(module, {"root": str(mnist_root), "data_dir": str(isolated_data_root)})
     images, labels = next(real_batches(datamodule, "val", 32, 32))
-    metrics = SampleMetrics(["digits"], module, datamodule, sample_metrics_config("domain", 64))
+    metrics = SampleMetrics(["digits"], module, datamodule, sample_metrics_config(64))
     assert metrics(images, labels)["digits_label_accuracy"] > 0.7  # the briefly trained classifier
     assert metrics(images, (labels + 1) % 10)["digits_label_accuracy"] < 0.2
     assert "digits_label_accuracy" not in metrics(images)  # unconditional samples: no classes asked for

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
-from diffusion_lit.cli import CONFIG_DIR
+from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import REPO_ROOT, run_cli
 
 EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))

@@ -5,12 +5,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from diffusion_lit.build import build_module
-from diffusion_lit.cli import CONFIG_DIR
 from diffusion_lit.diffusion.guidance import guided_eps
 from diffusion_lit.diffusion.process import x0_and_eps
-from diffusion_lit.errors import UserError
+from diffusion_lit.lit.build import build_module
 from diffusion_lit.models.unet import UNet
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.paths import CONFIG_DIR
 
 
 def toy_eps(x, t, labels):

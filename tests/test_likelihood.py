@@ -8,7 +8,7 @@ import torch
 
 from diffusion_lit.diffusion.likelihood import discretized_gaussian_nll, gaussian_kl, variational_bound
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, linear_betas
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 from tests.test_samplers import gaussian_eps_predictor
 
 MEAN, STD = 0.5, 0.3

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from diffusion_lit.errors import UserError
 from diffusion_lit.lit.base import check_lr_decay, lr_factor
+from diffusion_lit.utils.errors import UserError
 from tests.conftest import run_cli
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from diffusion_lit import precision
-from diffusion_lit.build import build_module
-from diffusion_lit.cli import CONFIG_DIR
+from diffusion_lit.lit import precision
+from diffusion_lit.lit.build import build_module
+from diffusion_lit.utils.paths import CONFIG_DIR
 
 
 @pytest.fixture

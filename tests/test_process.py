@@ -15,7 +15,7 @@ from diffusion_lit.diffusion.process import (
     x0_and_eps,
 )
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, linear_betas
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 
 def test_q_sample_moments_match_closed_form():

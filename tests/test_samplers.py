@@ -18,7 +18,7 @@ from diffusion_lit.diffusion.samplers import (
     timestep_subsequence,
 )
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, linear_betas
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 
 def gaussian_eps_predictor(schedule: NoiseSchedule, mean: float, std: float):

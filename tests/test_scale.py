@@ -10,9 +10,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from diffusion_lit.build import build_module
-from diffusion_lit.cli import CONFIG_DIR
-from diffusion_lit.train import optimized_value
+from diffusion_lit.lit.build import build_module
+from diffusion_lit.runs.training import optimized_value
+from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import run_cli
 
 SMOKE = ["model=tiny", "debug=smoke"]
@@ -151,7 +151,7 @@ def test_optimized_metric_must_be_a_result():
 
 
 def test_job_folder_names_are_one_short_path_component_usable_in_an_override():
-    from diffusion_lit.sweeps import MAX_JOB_NAME, job_folder_name
+    from diffusion_lit.runs.jobs import MAX_JOB_NAME, job_folder_name
 
     name = job_folder_name("data.root=../shared/datasets,logger=[csv,wandb],optimizer.lr=-1")
     assert name == "data.root-.._shared_datasets+logger-_csv+wandb_+optimizer.lr--1"
@@ -163,7 +163,7 @@ def test_job_folder_names_are_one_short_path_component_usable_in_an_override():
 
 
 def test_a_checkpoint_in_a_sweep_job_folder_can_be_passed_unquoted(tmp_path):
-    from diffusion_lit.sweeps import job_folder_name
+    from diffusion_lit.runs.jobs import job_folder_name
 
     folder = tmp_path / f"0_{job_folder_name('schedule=linear,optimizer.lr=0.001,logger=[csv,wandb]')}"
     result = run_cli("diffusion_lit.sample", f"ckpt={folder}/checkpoints/last.ckpt", cwd=tmp_path, check=False)

@@ -14,7 +14,7 @@ from diffusion_lit.diffusion.schedules import (
     sigmoid_betas,
     sine_betas,
 )
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 ALL_SCHEDULES = {
     "linear": linear_betas,

@@ -6,8 +6,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from diffusion_lit.build import build_module
-from diffusion_lit.cli import CONFIG_DIR
+from diffusion_lit.lit.build import build_module
+from diffusion_lit.utils.paths import CONFIG_DIR
 
 
 def _module(*overrides: str):

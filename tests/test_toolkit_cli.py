@@ -10,9 +10,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from diffusion_lit.build import load_checkpoint
-from diffusion_lit.cli import CONFIG_DIR
 from diffusion_lit.data.formats import write_mnist
+from diffusion_lit.lit.build import load_checkpoint
+from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import run_cli
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from diffusion_lit.sweeps import job_folder_name
-from diffusion_lit.tracking import has_wandb_credentials
+from diffusion_lit.runs.jobs import job_folder_name
+from diffusion_lit.runs.tracking import has_wandb_credentials
 from tests.conftest import run_cli
 
 SMOKE = ["model=tiny", "debug=smoke"]

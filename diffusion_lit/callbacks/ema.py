@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 
 class EMADecay:

@@ -1,7 +1,7 @@
 """FID (and optionally KID) during training, on the EMA weights, with the configured sampler.
 
 Runs at the end of every ``every_n_epochs``-th validation epoch (and the last one), while the
-EMA callback has the averaged weights swapped in (``train.py`` orders weight-averaging
+EMA callback has the averaged weights swapped in (``runs/training.py`` orders weight-averaging
 callbacks last). Under DDP each rank generates its share of ``num_samples`` from its own seed
 and only rank 0 contributes the real reference features; torchmetrics sums the metric states
 over ranks in ``compute()``, so every rank logs the same value. The protocol card of the
@@ -19,12 +19,13 @@ from omegaconf import OmegaConf
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from diffusion_lit.callbacks.samples import _is_due
-from diffusion_lit.errors import UserError
+from diffusion_lit.callbacks.cadence import is_due
 from diffusion_lit.lit.module import DiffusionModule
-from diffusion_lit.metrics.features import load_extractor
-from diffusion_lit.metrics.fid import PrecomputedFeatures, extract_features, real_features
+from diffusion_lit.lit.sample_metrics import real_features
+from diffusion_lit.metrics.features import DomainFeatures, FeatureExtractor
+from diffusion_lit.metrics.fid import PrecomputedFeatures, extract_features
 from diffusion_lit.metrics.protocol import protocol_card
+from diffusion_lit.utils.errors import UserError
 
 
 class FIDCallback(Callback):
@@ -35,7 +36,8 @@ class FIDCallback(Callback):
             feature network, see :mod:`diffusion_lit.metrics.features`).
         num_samples: generated images per evaluation, over all ranks.
         num_real: real reference images (the first of ``reference_split``), features cached.
-        extractor: ``"domain"`` (fast, MNIST-like data) or ``"inception"``.
+        extractor: the feature network class (conf/extractor/: ``DomainFeatures``, fast, for
+            MNIST-like data, or ``InceptionFeatures``).
         reference_split: ``"train"`` or ``"val"``.
         batch_size: sampling and feature batch size.
         seed: generated samples use seed + rank, the same every epoch.
@@ -47,7 +49,7 @@ class FIDCallback(Callback):
         every_n_epochs: int = 0,
         num_samples: int = 1000,
         num_real: int = 10000,
-        extractor: str = "domain",
+        extractor: FeatureExtractor = DomainFeatures,
         reference_split: str = "train",
         batch_size: int = 256,
         seed: int = 0,
@@ -58,7 +60,7 @@ class FIDCallback(Callback):
                 "callbacks.fid: every_n_epochs must be >= 0 (0 = off), num_samples and num_real >= 2, batch_size >= 1."
             )
         self.every_n_epochs, self.num_samples, self.num_real = every_n_epochs, num_samples, num_real
-        self.extractor_name, self.reference_split = extractor, reference_split
+        self.extractor_class, self.reference_split = extractor, reference_split
         self.batch_size, self.seed, self.kid = batch_size, seed, kid
         self.extractor = None
         self.real: torch.Tensor | None = None
@@ -67,7 +69,7 @@ class FIDCallback(Callback):
         if not self.every_n_epochs or stage != "fit":
             return
         datamodule = trainer.datamodule
-        self.extractor = load_extractor(self.extractor_name, datamodule.data_dir).to(pl_module.device)
+        self.extractor = self.extractor_class.from_data_dir(datamodule.data_dir).to(pl_module.device)
         cache = Path(datamodule.data_dir) / "fid_features"
         # Rank 0 extracts (and caches) the real features first; the others then read the cache.
         if trainer.is_global_zero:
@@ -94,7 +96,7 @@ class FIDCallback(Callback):
         return base + (1 if trainer.global_rank < extra else 0)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: DiffusionModule) -> None:
-        if not self.every_n_epochs or not _is_due(trainer, self.every_n_epochs):
+        if not self.every_n_epochs or not is_due(trainer, self.every_n_epochs):
             return
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed + trainer.global_rank)
         samples = pl_module.sample_in_batches(self._share(trainer), self.batch_size, generator=generator)
@@ -113,4 +115,4 @@ class FIDCallback(Callback):
             value = metric.compute()
             value = value[0] if isinstance(value, tuple) else value
             # compute() has summed the states of all ranks: every rank holds the same value.
-            pl_module.log(f"{name}/{self.extractor_name}", float(value), sync_dist=True)
+            pl_module.log(f"{name}/{self.extractor_class.name}", float(value), sync_dist=True)

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, WeightAveraging
 
-from diffusion_lit.images import plt
+from diffusion_lit.utils.images import plt
 
 
 class LossCurve(Callback):

@@ -1,7 +1,7 @@
 """Image callbacks: sample grids, forward-noising and reverse-denoising strips.
 
 They run at the end of a validation epoch, while the EMA callback has the averaged weights
-swapped in (``train.py`` orders weight-averaging callbacks last). Under DDP the ranks share the
+swapped in (``runs/training.py`` orders weight-averaging callbacks last). Under DDP the ranks share the
 sample grid's work; only rank 0 writes files and sends images to the loggers.
 """
 
@@ -14,23 +14,16 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from diffusion_lit.callbacks.cadence import is_due
+from diffusion_lit.data.batch import images_of
 from diffusion_lit.diffusion.process import q_sample
 from diffusion_lit.diffusion.samplers import SamplerStep
 from diffusion_lit.editing.tasks import denoiser_task
-from diffusion_lit.errors import UserError
-from diffusion_lit.images import save_grid, save_strips
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
-from diffusion_lit.lit.module import DiffusionModule, images_of
-from diffusion_lit.tracking import log_image_file, log_images
-
-
-def _is_due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
-    """True on every n-th epoch and on the last one, never during the sanity check."""
-    if trainer.sanity_checking:
-        return False
-    epoch = trainer.current_epoch + 1
-    is_last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
-    return epoch % every_n_epochs == 0 or is_last
+from diffusion_lit.lit.loggers import log_image_file, log_images
+from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.images import save_grid, save_strips
 
 
 def first_val_images(trainer: pl.Trainer, count: int, device: torch.device) -> torch.Tensor:
@@ -82,7 +75,7 @@ class SampleGrid(Callback):
         self.seed = seed
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: DiffusionModule) -> None:
-        if not _is_due(trainer, self.every_n_epochs):
+        if not is_due(trainer, self.every_n_epochs):
             return
         # The same seed every epoch: the grids show one set of starting noises evolving.
         samples = sample_across_ranks(trainer, pl_module, self.num_samples, self.seed)
@@ -134,7 +127,7 @@ class DenoisingStrips(Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: DiffusionModule) -> None:
         # A few images: rank 0 alone draws them (sampling calls the bare net, no collectives).
-        if not trainer.is_global_zero or not _is_due(trainer, self.every_n_epochs):
+        if not trainer.is_global_zero or not is_due(trainer, self.every_n_epochs):
             return
         recorded: list[torch.Tensor] = []  # x after each sampler step, in sampling order
 

@@ -9,8 +9,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from diffusion_lit.errors import UserError
-from diffusion_lit.lit.module import images_of
+from diffusion_lit.data.batch import images_of
+from diffusion_lit.utils.errors import UserError
 
 
 class ImagesPerSecond(Callback):

@@ -22,7 +22,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 
 def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:

@@ -16,7 +16,7 @@ from torchvision.datasets import CIFAR10
 
 from diffusion_lit.data.download import fetch_if_missing
 from diffusion_lit.data.in_memory import DecodedImages, InMemoryImageDataModule
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 
 class _UnverifiedCIFAR10(CIFAR10):

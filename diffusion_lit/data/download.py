@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from torchvision.datasets.utils import download_url, extract_archive
 
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 # Seconds a single socket operation may block before a download counts as failed.
 DOWNLOAD_TIMEOUT_S = 60.0

@@ -26,7 +26,7 @@ from diffusion_lit.data.base import check_fraction, split_indices
 from diffusion_lit.data.download import download_and_extract
 from diffusion_lit.data.in_memory import DecodedImages, InMemoryImageDataModule
 from diffusion_lit.data.preprocess import resize_center_crop
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 # Files decoded per round: bounds the memory of full-size decoded images held at once.

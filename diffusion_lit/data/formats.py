@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from diffusion_lit.data.mnist import MNIST_FILES
-from diffusion_lit.files import atomic_write
+from diffusion_lit.utils.files import atomic_write
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 _IDX_UBYTE = 0x08

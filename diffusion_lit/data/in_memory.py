@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from diffusion_lit.data.base import ImageDataModule, check_int, subset_index
 from diffusion_lit.data.preprocess import Transform, check_transform, preprocess
-from diffusion_lit.files import atomic_write
+from diffusion_lit.utils.files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from torchvision.datasets import MNIST
 
 from diffusion_lit.data.download import fetch_if_missing
 from diffusion_lit.data.in_memory import DecodedImages, InMemoryImageDataModule
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 # The IDX files torchvision reads, uncompressed (the .gz originals are unpacked on download).
 MNIST_FILES = {

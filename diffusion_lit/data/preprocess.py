@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 Transform = Literal["none", "edges"]
 TRANSFORMS: tuple[str, ...] = get_args(Transform)

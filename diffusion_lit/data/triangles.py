@@ -50,9 +50,9 @@ from diffusion_lit.data.base import (
     split_indices,
     subset_index,
 )
-from diffusion_lit.errors import UserError
-from diffusion_lit.files import atomic_write
 from diffusion_lit.metrics.triangles import triangle_validity
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.files import atomic_write
 
 Variant = Literal["aliased", "supersampled", "binary"]
 VARIANTS: tuple[str, ...] = get_args(Variant)

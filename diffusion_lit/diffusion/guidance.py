@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 
 from diffusion_lit.diffusion.samplers import ModelFn
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 # eps prediction of a class-conditional net: (x_t, t, labels) -> eps.
 ConditionalEpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -37,7 +37,7 @@ import torch
 
 from diffusion_lit.diffusion.samplers import ModelFn
 from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 
 def extract(buffer: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

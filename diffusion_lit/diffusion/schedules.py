@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 
 def _check_num_timesteps(num_timesteps: int) -> None:

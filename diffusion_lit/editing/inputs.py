@@ -10,7 +10,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 
 from diffusion_lit.data.preprocess import resize_center_crop
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 # Named inpainting regions (1 = replace), as fractions of the image: (top, bottom, left, right).
 MASK_BOXES = {

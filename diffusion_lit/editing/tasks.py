@@ -18,10 +18,10 @@ from torchvision.transforms.functional import gaussian_blur
 from diffusion_lit.diffusion.guidance import anagram_eps, check_view, hybrid_eps
 from diffusion_lit.diffusion.process import q_sample
 from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerStep, strided_sample
-from diffusion_lit.errors import UserError
-from diffusion_lit.images import save_strips
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.images import save_strips
 
 # Class probabilities (N, K) of images (N, C, H, W) in [-1, 1], e.g. the MNIST domain classifier.
 Classifier = Callable[[torch.Tensor], torch.Tensor]

@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import torch
 
 from diffusion_lit import __version__
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 LR_DECAYS = ("none", "cosine")
 

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_lit.errors import UserError
+from diffusion_lit.data.batch import images_of
 from diffusion_lit.lit.base import TrainingModule
-from diffusion_lit.lit.module import images_of
+from diffusion_lit.utils.errors import UserError
 
 
 class SingleStepDenoiser(TrainingModule):

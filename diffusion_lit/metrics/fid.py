@@ -15,22 +15,15 @@ generated ball (k = 3 as in the paper).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from diffusion_lit.data.base import first_batches, split_set
-from diffusion_lit.errors import UserError
-from diffusion_lit.files import atomic_write
-from diffusion_lit.lit.module import images_of
+from diffusion_lit.utils.errors import UserError
 
 # Chunk of rows for pairwise distances: bounds memory at chunk x N floats.
 _DISTANCE_CHUNK = 1024
@@ -115,43 +108,3 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     precision = _share_inside_balls(fake, real, _kth_neighbour_radii(real, k))
     recall = _share_inside_balls(real, fake, _kth_neighbour_radii(fake, k))
     return precision, recall
-
-
-def real_features(
-    extractor: nn.Module,
-    datamodule: Any,
-    split: str,
-    num_images: int,
-    cache_dir: Path,
-    batch_size: int = 64,
-) -> torch.Tensor:
-    """Features of the first ``num_images`` images of a split (train or val), from the cache
-    ``cache_dir/<key>.pt`` or extracted now and cached (atomically).
-
-    The key names the data module class and what determines the split's images
-    (``split_signature``), the extractor and its weights hash, the image size and the count, so
-    a change of any of them extracts anew.
-    """
-    count = min(num_images, len(split_set(datamodule, split)))
-    key = {
-        "data": type(datamodule).__name__,
-        "images": datamodule.split_signature(split),
-        "split": split,
-        "extractor": extractor.name,
-        "weights": extractor.weights_sha256,
-        "size": datamodule.image_size,
-        "count": count,
-    }
-    name = f"{type(datamodule).__name__.lower()}_{split}_{extractor.name}_{datamodule.image_size}px_n{count}"
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir / f"{name}_{digest}.pt"
-    if path.exists():
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)["features"]
-        except Exception:  # damaged: extract again below
-            pass
-    batches = first_batches(datamodule, split, count, batch_size)
-    features = extract_features(extractor, (images_of(batch) for batch in batches), batch_size)
-    with atomic_write(path) as file:
-        torch.save({"features": features, "key": key}, file)
-    return features

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from diffusion_lit.images import save_grid
+from diffusion_lit.utils.images import save_grid
 
 _CHUNK = 512
 

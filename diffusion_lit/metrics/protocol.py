@@ -8,9 +8,9 @@ library versions; a number without these cannot be compared or reproduced.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from importlib.metadata import version
 from typing import Any
 
-import lightning
 import torch
 import torchmetrics
 import torchvision
@@ -58,7 +58,7 @@ def protocol_card(
         "seed": seed,
         "versions": {
             "diffusion_lit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "torchmetrics": torchmetrics.__version__, "lightning": lightning.__version__,
+            "torchmetrics": torchmetrics.__version__, "lightning": version("lightning"),
         },
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }  # fmt: skip

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.errors import UserError
 
 __all__ = ["sinusoidal_embedding", "TimeEmbedding"]
 

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from diffusion_lit.errors import UserError
 from diffusion_lit.models.embeddings import TimeEmbedding
+from diffusion_lit.utils.errors import UserError
 
 __all__ = ["UNet", "ResBlock", "AttentionBlock", "Downsample", "Upsample"]
 

@@ -34,10 +34,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
 
-from diffusion_lit.build import build_module
-from diffusion_lit.cli import CONFIG_DIR
+from diffusion_lit.data.batch import images_of
 from diffusion_lit.data.formats import write_cifar10, write_mnist
-from diffusion_lit.lit.module import images_of
+from diffusion_lit.lit.build import build_module
+from diffusion_lit.utils.paths import CONFIG_DIR
 
 
 def compose_config(overrides: list[str]):

@@ -25,8 +25,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from peers import interleaved  # the script beside this one
 
-from diffusion_lit.build import build_module
-from diffusion_lit.cli import CONFIG_DIR
+from diffusion_lit.lit.build import build_module
+from diffusion_lit.utils.paths import CONFIG_DIR
 
 VARIANTS = (
     "fp32", "bf16", "channels_last+fp32", "channels_last+bf16", "compile+channels_last+fp32",

@@ -24,8 +24,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from diffusion_lit.data.base import first_batches
-from diffusion_lit.images import plt, save_strips
-from diffusion_lit.report import Job, draw_run_losses, markdown_table, read_sweep, table_rows, write_report
+from diffusion_lit.runs.report import Job, draw_run_losses, markdown_table, read_sweep, table_rows, write_report
+from diffusion_lit.utils.images import plt, save_strips
 
 LOSSES = ("l1", "mse")
 TRANSFORMS = ("none", "edges")

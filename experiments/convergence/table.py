@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from diffusion_lit.images import plt
-from diffusion_lit.report import logged_curve
+from diffusion_lit.runs.report import logged_curve
+from diffusion_lit.utils.images import plt
 
 
 def summarise(run: Path, threshold: float) -> dict:

@@ -31,11 +31,11 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from diffusion_lit.build import data_module_for, load_checkpoint
-from diffusion_lit.evaluate import SampleMetrics, card_for, sample_metrics_config
-from diffusion_lit.images import plt, save_strips
+from diffusion_lit.lit.build import data_module_for, load_checkpoint
 from diffusion_lit.lit.module import DiffusionModule
-from diffusion_lit.report import Job, draw_run_losses, read_sweep
+from diffusion_lit.lit.sample_metrics import SampleMetrics, card_for, sample_metrics_config
+from diffusion_lit.runs.report import Job, draw_run_losses, read_sweep
+from diffusion_lit.utils.images import plt, save_strips
 
 MODEL_NAMES = {"0": "time-conditioned", "10": "class-conditioned"}
 
@@ -106,7 +106,7 @@ def main() -> None:
         checkpoint = job.folder / "checkpoints" / "last.ckpt"
         module = load_checkpoint(checkpoint, sampler=sampler)
         datamodule = data_module_for(module, {"root": args.data_root})
-        metrics = SampleMetrics(["fid", "digits"], module, datamodule, sample_metrics_config("domain", args.num_real))
+        metrics = SampleMetrics(["fid", "digits"], module, datamodule, sample_metrics_config(args.num_real))
         scales = args.scales if module.num_classes else [None]
         rows[name] = []
         for scale in scales:

@@ -20,10 +20,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from diffusion_lit.cli import CONFIG_DIR
-from diffusion_lit.metrics.features import load_extractor
-from diffusion_lit.metrics.fid import extract_features, frechet_distance, kernel_inception_distance, real_features
+from diffusion_lit.lit.sample_metrics import real_features
+from diffusion_lit.metrics.fid import extract_features, frechet_distance, kernel_inception_distance
 from diffusion_lit.metrics.protocol import protocol_card
+from diffusion_lit.utils.paths import CONFIG_DIR
 
 
 def main() -> None:
@@ -37,10 +37,13 @@ def main() -> None:
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(
-            config_name="train", overrides=["data=mnist", f"data.root={args.mnist_root}", "data.num_val_samples=null"]
-        )
+            config_name="train",
+            overrides=[
+                "data=mnist", f"data.root={args.mnist_root}", "data.num_val_samples=null", f"extractor={args.extractor}"
+            ],
+        )  # fmt: skip
     datamodule = instantiate(cfg.data)
-    extractor = load_extractor(args.extractor, datamodule.data_dir)
+    extractor = instantiate(cfg.extractor).from_data_dir(datamodule.data_dir)
     cache = Path(datamodule.data_dir) / "fid_features"
 
     started = time.perf_counter()

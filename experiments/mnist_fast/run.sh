@@ -25,7 +25,7 @@ quiet=(callbacks.progress_bar=null)
   sampler=dpm_solver_sde sampler.steps=50 model.sample_precision=32-true hydra.sweep.dir="$out/sweep"
 "$python" experiments/mnist_fast/tables.py trials "$out/sweep"
 # 3. Samplers on the best trial's checkpoint (500 samples each).
-best=$("$python" -c "import sys; from diffusion_lit.report import read_sweep
+best=$("$python" -c "import sys; from diffusion_lit.runs.report import read_sweep
 jobs = read_sweep(__import__('pathlib').Path(sys.argv[1]))
 print(max(jobs, key=lambda job: job.metrics().get('digits_confident_share', -1)).folder)" "$out/sweep")/checkpoints/last.ckpt
 for sampler in "ddpm sampler.steps=50" "ddim sampler.steps=50" "dpm_solver sampler.steps=20" \

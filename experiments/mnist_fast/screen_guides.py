@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from diffusion_lit.build import data_module_for, load_checkpoint
-from diffusion_lit.evaluate import SampleMetrics, sample_metrics_config
+from diffusion_lit.lit.build import data_module_for, load_checkpoint
+from diffusion_lit.lit.sample_metrics import SampleMetrics, sample_metrics_config
 
 
 def guide_path(run: Path, name: str) -> Path:
@@ -43,7 +43,7 @@ def main() -> None:
 
     model = load_checkpoint(args.run / "checkpoints" / "last.ckpt")
     datamodule = data_module_for(model, {"root": args.root})
-    metrics = SampleMetrics(["digits", "fid"], model, datamodule, sample_metrics_config("domain", args.num_real))
+    metrics = SampleMetrics(["digits", "fid"], model, datamodule, sample_metrics_config(args.num_real))
     for name in args.guides:
         path = guide_path(args.run, name)
         guide = load_checkpoint(path)

@@ -13,7 +13,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from diffusion_lit.report import Job, read_sweep
+from diffusion_lit.runs.report import Job, read_sweep
 
 SCORE = "digits_confident_share"
 NOT_SEARCHED = ("experiment", "hparams_search", "data.root", "callbacks.progress_bar", "seed", "hydra.")

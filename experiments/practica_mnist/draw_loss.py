@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffusion_lit.images import plt
-from diffusion_lit.report import draw_run_losses
+from diffusion_lit.runs.report import draw_run_losses
+from diffusion_lit.utils.images import plt
 
 
 def main() -> None:

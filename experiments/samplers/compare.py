@@ -28,18 +28,20 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from diffusion_lit.build import data_module_for, load_checkpoint
-from diffusion_lit.cli import CONFIG_DIR
-from diffusion_lit.errors import UserError
-from diffusion_lit.evaluate import (
+from diffusion_lit.lit.build import data_module_for, load_checkpoint
+from diffusion_lit.lit.sample_metrics import (
     SAMPLE_METRICS,
     SampleMetrics,
     card_for,
     check_metric_names,
-    count_network_calls,
     sample_metrics_config,
 )
-from diffusion_lit.images import grid_tensor, plt
+from diffusion_lit.runs.evaluation import count_network_calls
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.images import grid_tensor, plt
+from diffusion_lit.utils.paths import CONFIG_DIR
+
+EXTRACTOR_OPTIONS = sorted(path.stem for path in (Path(CONFIG_DIR) / "extractor").glob("*.yaml"))
 
 # The triangles study's configurations (experiments/samplers/README.md); a name alone is the
 # sampler config's default (strided: stride 30 = 34 steps).
@@ -105,7 +107,9 @@ def main() -> None:
     parser.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS, help="sampler or sampler:steps entries")
     parser.add_argument("--only", nargs="*", help="run only these sampler names")
     parser.add_argument("--metrics", nargs="*", default=[], help=f"among {', '.join(SAMPLE_METRICS)}")
-    parser.add_argument("--extractor", default="domain", help="feature network of fid/kid/precision_recall")
+    parser.add_argument(
+        "--extractor", default="domain", choices=EXTRACTOR_OPTIONS, help="feature network of fid/kid/precision_recall"
+    )
     parser.add_argument("--num-real", type=int, default=10000, help="real reference images of the feature metrics")
     parser.add_argument("--data-root", default=None, help="MNIST / CIFAR-10 folder, if not the checkpoint's")
     parser.add_argument("--num-samples", type=int, default=256)
@@ -118,7 +122,8 @@ def main() -> None:
 
     module = load_checkpoint(args.ckpt)
     datamodule = data_module_for(module, {"root": args.data_root})
-    metrics = SampleMetrics(args.metrics, module, datamodule, sample_metrics_config(args.extractor, args.num_real))
+    extractor = instantiate(OmegaConf.load(Path(CONFIG_DIR) / "extractor" / f"{args.extractor}.yaml"))
+    metrics = SampleMetrics(args.metrics, module, datamodule, sample_metrics_config(args.num_real), extractor)
     calls = count_network_calls(module)
     module.sample(2)  # warm-up: the first calls allocate and pick kernels
     rows, grids = [], []

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from diffusion_lit.build import data_module_for, load_checkpoint
 from diffusion_lit.diffusion.samplers import SamplerStep, ddpm_sample
-from diffusion_lit.evaluate import real_images
-from diffusion_lit.images import plt, save_strips
+from diffusion_lit.lit.build import data_module_for, load_checkpoint
 from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.lit.sample_metrics import real_images
 from diffusion_lit.metrics.triangles import triangle_validity
-from diffusion_lit.report import Job, draw_run_losses, read_sweep
+from diffusion_lit.runs.report import Job, draw_run_losses, read_sweep
+from diffusion_lit.utils.images import plt, save_strips
 
 SCHEDULES = ("linear", "sine", "power1_5", "power2", "power10")
 SCHEDULE_LABELS = {"linear": "linear", "sine": "sine wave", "power1_5": "x^1.5", "power2": "x^2", "power10": "x^10"}

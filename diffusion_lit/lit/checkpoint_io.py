@@ -9,7 +9,7 @@ import torch
 from fsspec.utils import get_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from diffusion_lit.files import atomic_write
+from diffusion_lit.utils.files import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,25 +1,33 @@
-"""What every entry point shares: clean reporting of user errors, the config folder."""
+"""Errors a user can cause through configuration or input, reported without a traceback."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from omegaconf.errors import MissingMandatoryValue
-from rich.console import Console
 
-from diffusion_lit.errors import UserError
+from diffusion_lit.utils.console import error_console
 
-# conf/ sits beside the package in the repository (installed with `pip install -e .`).
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-# Progress and results: paths and overrides hold brackets (logger=[csv,wandb]) that must print as they
-# are, and long paths must stay on one line (copy-paste), so no markup and no wrapping.
-console = Console(markup=False, soft_wrap=True)
-error_console = Console(stderr=True)
 Result = TypeVar("Result")
+Choice = TypeVar("Choice")
+
+
+class UserError(ValueError):
+    """A bad config value, missing file or incompatible checkpoint.
+
+    The message must say what was wrong and what to do; entry points print it alone
+    (no traceback) and exit with status 2.
+    """
+
+
+def check_choice(key: str, value: Choice, choices: Collection[Choice]) -> Choice:
+    """``value`` if it is one of ``choices`` (a closed option set, e.g. a ``Literal``'s
+    ``get_args``), else a UserError naming the config ``key`` and the allowed values."""
+    if value not in choices:
+        raise UserError(f"{key} must be one of {list(choices)}, got {value!r}.")
+    return value
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:

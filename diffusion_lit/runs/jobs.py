@@ -1,9 +1,10 @@
-"""Hydra multiruns: which job is running, keeping a sweep going past a failed job, DDP inside a
-sweep job, and the summary and report written when the sweep ends.
+"""Jobs of Hydra runs and multiruns: which job is running, its results files, keeping a sweep going
+past a failed job, and DDP inside a sweep job.
 
 Each job writes ``results.json`` into its folder (``"status": "completed"`` or ``"failed"`` with
-the error); the end-of-sweep callback reads those files, so it works the same whether the jobs
-ran in this process (basic launcher, Optuna) or on a cluster (submitit).
+the error); the end-of-sweep callback (:mod:`diffusion_lit.runs.sweep_end`) and the sweep report
+read those files, so they work the same whether the jobs ran in this process (basic launcher,
+Optuna) or on a cluster (submitit).
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback as HydraCallback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import OmegaConf, read_write
 from rich.markup import escape
 
-from diffusion_lit.cli import console, error_console, find_user_error, report_user_errors
-from diffusion_lit.files import atomic_write
+from diffusion_lit.utils.console import error_console
+from diffusion_lit.utils.errors import find_user_error, report_user_errors
+from diffusion_lit.utils.files import atomic_write
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
@@ -165,35 +166,3 @@ def read_results(job_dir: Path) -> dict[str, Any]:
         return json.loads((job_dir / RESULTS_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return {"status": "unfinished"}
-
-
-class SweepEnd(HydraCallback):
-    """At the end of a multirun: print which jobs completed or failed, write the sweep report
-    (``report.md`` and ``report.html``, see :mod:`diffusion_lit.report`), and exit with status 1
-    when a job failed, so that scripts and schedulers notice."""
-
-    def __init__(self, report: bool = True) -> None:
-        self.report = report
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
-            return
-        jobs = [(folder, read_results(folder)) for folder in job_folders(sweep_dir)]
-        failed = [(folder, results) for folder, results in jobs if results.get("status") != "completed"]
-        console.rule("sweep finished")
-        console.print(f"  {len(jobs) - len(failed)} of {len(jobs)} jobs completed: {sweep_dir}", highlight=False)
-        for folder, results in failed:
-            error_console.print(
-                f"  [bold red]{results.get('status', 'failed')}:[/bold red] "
-                f"{escape(folder.name)}: {escape(str(results.get('error', '')))}",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if self.report and jobs:
-            from diffusion_lit.report import write_report
-
-            markdown, html = write_report(sweep_dir)
-            console.print(f"  report: {html} (and {markdown.name})", highlight=False)
-        if failed:
-            sys.exit(1)

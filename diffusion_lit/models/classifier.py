@@ -9,15 +9,12 @@ and saved under ``<data root>/features/mnist_classifier.pt``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from diffusion_lit.errors import UserError
-from diffusion_lit.lit.module import images_of, labels_of
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.files import file_sha256
 
 
 class DigitClassifier(nn.Module):
@@ -44,32 +41,8 @@ class DigitClassifier(nn.Module):
         return self.head(self.dropout(self.features(images)))
 
 
-class ClassifierModule(pl.LightningModule):
-    """Cross-entropy training of a :class:`DigitClassifier` with Adam."""
-
-    def __init__(self, lr: float = 1e-3) -> None:
-        super().__init__()
-        self.net = DigitClassifier()
-        self.lr = lr
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss = F.cross_entropy(self.net(images_of(batch)), labels_of(batch))
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        logits = self.net(images_of(batch))
-        accuracy = (logits.argmax(1) == labels_of(batch)).float().mean()
-        self.log("val/accuracy", accuracy, prog_bar=True, on_epoch=True)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
-
-
 def load_classifier(path: str | Path) -> tuple[DigitClassifier, str]:
     """(classifier in eval mode, SHA-256 of its weights file)."""
-    from diffusion_lit.metrics.features import file_sha256
-
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
         net = DigitClassifier(**stored["arch"])

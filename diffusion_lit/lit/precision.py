@@ -15,7 +15,7 @@ import functools
 
 import torch
 
-from diffusion_lit.cli import console
+from diffusion_lit.utils.console import console
 
 AUTO = "auto"
 

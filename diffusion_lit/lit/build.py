@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.errors import UserError
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.utils.errors import UserError
 
 
 def build_module(

@@ -1,0 +1,205 @@
+"""A training run: fit, then sample from the EMA weights and record the results.
+
+``python -m diffusion_lit.train`` calls :func:`train` inside :func:`diffusion_lit.runs.jobs.run_job`.
+The run folder (printed at the end) receives the resolved config, checkpoints (with EMA
+weights), sample grids, noising/denoising strips, the loss curve, logs and results.json.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, WeightAveraging
+from omegaconf import DictConfig, OmegaConf
+
+from diffusion_lit.lit.build import attach_guide, build_module
+from diffusion_lit.lit.loggers import finish, log_config, log_images, log_results
+from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.lit.precision import resolve_trainer_precision
+from diffusion_lit.lit.sample_metrics import (
+    SAMPLE_METRICS,
+    check_extractor_weights,
+    check_metric_names,
+    training_run_metrics,
+)
+from diffusion_lit.runs.jobs import RESULTS_FILE, ddp_processes_rerun_this_job, write_json
+from diffusion_lit.utils.console import console
+from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.images import save_grid
+
+
+def instantiate_all(nodes: DictConfig | None) -> list:
+    """Instantiate every child node that has a ``_target_`` (callbacks, loggers); None disables one."""
+    if not nodes:
+        return []
+    return [instantiate(node) for node in nodes.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def order_callbacks(callbacks: list[Callback]) -> list[Callback]:
+    """Weight-averaging callbacks last: at validation end they swap the raw weights back, so
+    every other callback (sample grids, strips) must have used the averaged weights first."""
+    return sorted(callbacks, key=lambda callback: isinstance(callback, WeightAveraging))
+
+
+def check_class_conditioning(datamodule: Any, num_classes: int) -> None:
+    """A class-conditional model needs labelled data with at most ``num_classes`` classes.
+
+    Loads the data (``prepare_data`` + ``setup``; both are idempotent and Lightning's later
+    calls are then free) so that a mismatch stops the run before any training.
+    """
+    if not num_classes:
+        return
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    data_classes = getattr(datamodule, "num_classes", None)
+    if data_classes is None:
+        raise UserError(
+            f"model.num_classes={num_classes} needs labelled data, but data={type(datamodule).__name__} has no "
+            "labels (labelled: mnist, cifar10, folder with data.class_subfolders=true); use model.num_classes=0."
+        )
+    if data_classes > num_classes:
+        raise UserError(
+            f"the data has {data_classes} classes but model.num_classes={num_classes}: "
+            f"set model.num_classes={data_classes}."
+        )
+
+
+def eval_metric_names(cfg: DictConfig) -> list[str]:
+    """``eval.metrics``, checked before any training: known names, and the feature networks
+    they need present (an hour of training should not end in a missing-file error)."""
+    names = list(cfg.eval.get("metrics") or [])
+    if not names:
+        return []
+    check_metric_names(names, SAMPLE_METRICS, key="eval.metrics")
+    if cfg.eval.num_samples < 1:
+        raise UserError(f"eval.metrics={names} needs eval.num_samples >= 1, got {cfg.eval.num_samples!r}.")
+    check_extractor_weights(names, instantiate(cfg.eval.extractor), cfg.paths.data_dir)
+    return names
+
+
+def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The scalar entries of ``trainer.callback_metrics`` (tensors) as floats."""
+    return {name: float(value) for name, value in metrics.items() if not torch.is_tensor(value) or value.numel() == 1}
+
+
+def optimized_value(results: dict[str, Any], metric: str | None) -> float | None:
+    """The value a Hydra sweeper optimises: ``results[metric]`` (e.g. val_loss, triangle_validity,
+    fid/domain); None when no metric is configured."""
+    if not metric:
+        return None
+    value = results.get(metric)
+    if not isinstance(value, (int, float)):
+        available = sorted(key for key, item in results.items() if isinstance(item, (int, float)))
+        raise UserError(
+            f"optimized_metric={metric!r} is not among this run's results; available: {', '.join(available)} "
+            "(sample metrics need eval.num_samples > 0, FID needs callbacks.fid.every_n_epochs > 0)."
+        )
+    return float(value)
+
+
+def guide_for_final_samples(module: DiffusionModule, eval_cfg: DictConfig) -> dict | None:
+    """Autoguide the final samples by ``eval.guide`` (a checkpoint, typically a snapshot the run
+    wrote earlier) at ``eval.guide_scale``; a run that ended before writing it samples unguided,
+    with a warning. Returns the guide's card (None when unguided)."""
+    guide = eval_cfg.get("guide")
+    if not guide:
+        return None
+    if not Path(guide).is_file():
+        console.print(
+            f"warning: eval.guide {guide} does not exist (did the run end before that snapshot?): "
+            "the final samples are drawn without autoguidance.",
+            highlight=False,
+        )
+        return None
+    attach_guide(module, guide, eval_cfg.get("guide_scale", 2.0))
+    return module.autoguidance
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit, then sample ``cfg.eval.num_samples`` images from the EMA weights and report metrics.
+
+    Returns ``results[cfg.optimized_metric]`` (default: the final validation loss), the value a
+    Hydra sweeper (Optuna) optimises.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.eval.num_samples < 0 or cfg.eval.batch_size < 1:
+        raise UserError(
+            f"eval.num_samples must be >= 0 and eval.batch_size >= 1, got {cfg.eval.num_samples!r} "
+            f"and {cfg.eval.batch_size!r} (eval.num_samples=0 skips the final evaluation)."
+        )
+    metric_names = eval_metric_names(cfg)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.get("float32_matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
+
+    datamodule = instantiate(cfg.data)
+    check_class_conditioning(datamodule, cfg.model.get("num_classes", 0))
+    image_shape = (datamodule.num_channels, datamodule.image_size, datamodule.image_size)
+    if "precision" in cfg.trainer:  # resolved before the run config is saved: checkpoints record what ran
+        cfg.trainer.precision = resolve_trainer_precision(cfg.trainer.precision, cfg.trainer.get("accelerator"))
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    module = build_module(cfg, image_shape, run_config=run_config)
+    loggers = instantiate_all(cfg.get("logger"))
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    if not loggers:  # it needs a logger to write to
+        callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=order_callbacks(callbacks), logger=loggers or False)
+    if trainer.is_global_zero:
+        log_config(trainer.loggers, run_config)
+
+    failed = True
+    try:
+        started = time.perf_counter()
+        with ddp_processes_rerun_this_job():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        fit_seconds = time.perf_counter() - started
+        val_loss = trainer.callback_metrics.get("val/loss")
+        results: dict = {
+            "status": "completed",
+            "fit_seconds": round(fit_seconds, 1),
+            "global_step": trainer.global_step,
+            "val_loss": None if val_loss is None else float(val_loss),
+        }
+        # After fit the module holds the EMA weights (WeightAveraging copies them in on_train_end).
+        # A single-step denoiser (experiment=single_step_denoiser) has nothing to sample.
+        if trainer.is_global_zero and cfg.eval.num_samples > 0 and isinstance(module, DiffusionModule):
+            results["eval_autoguidance"] = guide_for_final_samples(module, cfg.eval)
+            started = time.perf_counter()
+            generator = torch.Generator(device=module.device).manual_seed(cfg.eval.seed)
+            samples = module.sample_in_batches(cfg.eval.num_samples, cfg.eval.batch_size, generator=generator)
+            results["eval_sampling_seconds"] = round(time.perf_counter() - started, 1)
+            results["eval_num_samples"] = int(samples.shape[0])
+            results.update(datamodule.sample_metrics(samples))
+            if metric_names:
+                started = time.perf_counter()
+                results.update(training_run_metrics(metric_names, module, datamodule, cfg.eval, samples))
+                results["eval_metrics_seconds"] = round(time.perf_counter() - started, 1)
+            results["final_samples"] = str(save_grid(samples[:64], output_dir / "samples_final.png"))
+            log_images(trainer.loggers, "samples_final", samples[:64], step=trainer.global_step)
+        results["last_logged"] = numeric_metrics(trainer.callback_metrics)
+        if trainer.is_global_zero:
+            checkpoint_callback = trainer.checkpoint_callback
+            results["checkpoint"] = getattr(checkpoint_callback, "last_model_path", None) or getattr(
+                checkpoint_callback, "best_model_path", None
+            )
+            results["run_dir"] = str(output_dir)
+            log_results(trainer.loggers, results, step=trainer.global_step)
+            write_json(output_dir / RESULTS_FILE, results)
+            console.rule("run finished")
+            for key, value in results.items():
+                if not isinstance(value, dict):  # protocol cards and logged metrics stay in results.json
+                    console.print(f"  {key}: {value}", highlight=False)
+        value = None  # ranks > 0 (DDP) do not evaluate; rank 0's value is the job's
+        if trainer.is_global_zero:
+            value = optimized_value({**results["last_logged"], **results}, cfg.get("optimized_metric"))
+        failed = False
+        return value
+    finally:
+        if trainer.is_global_zero:
+            finish(trainer.loggers, failed=failed)
