@@ -33,9 +33,10 @@ train: install ## train the default model (synthetic triangles, ~13 min on 2 CPU
 test: install ## run the test suite (fast; no network)
 	$(BIN)/python -m pytest $(ARGS)
 
-lint: install ## ruff check and format check
+lint: install ## ruff check and format check; lint-imports (the layer contract in pyproject.toml)
 	$(BIN)/ruff check diffusion_lit tests experiments
 	$(BIN)/ruff format --check diffusion_lit tests experiments
+	$(BIN)/lint-imports
 
 clean: ## remove run outputs and caches (keeps .venv and the data root)
 	rm -rf outputs multirun lightning_logs .pytest_cache .ruff_cache

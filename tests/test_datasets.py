@@ -20,12 +20,12 @@ from PIL import Image
 from diffusion_lit.data import mnist as mnist_module
 from diffusion_lit.data.base import split_indices, subset_index
 from diffusion_lit.data.cifar10 import CIFAR10DataModule
-from diffusion_lit.data.download import sha256_of
 from diffusion_lit.data.folder import ImageFolderDataModule
 from diffusion_lit.data.formats import CIFAR10_CLASSES, write_cifar10, write_mnist
 from diffusion_lit.data.in_memory import InMemoryImageDataModule, InMemoryImageDataset, SkippedFilesWarning
 from diffusion_lit.data.mnist import MNISTDataModule
 from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.files import file_sha256 as sha256_of
 from tests.conftest import REPO_ROOT, run_cli
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets"

@@ -16,13 +16,13 @@ from __future__ import annotations
 import abc
 import numbers
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import UserError, check_choice
 
 
 def check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
@@ -64,19 +64,19 @@ def subset_index(num_items: int, size: int, seed: int) -> torch.Tensor:
     return order[:size].sort().values
 
 
-SPLITS = ("train", "val")
+Split = Literal["train", "val"]
+SPLITS: tuple[str, ...] = get_args(Split)
 
 
-def split_set(datamodule: ImageDataModule, split: str) -> Dataset:
+def split_set(datamodule: ImageDataModule, split: Split) -> Dataset:
     """The ``train_set`` or ``val_set`` of a data module, preparing and setting it up first."""
-    if split not in SPLITS:
-        raise UserError(f"split must be one of {list(SPLITS)}, got {split!r}.")
+    check_choice("split", split, SPLITS)
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule.train_set if split == "train" else datamodule.val_set
 
 
-def first_batches(datamodule: ImageDataModule, split: str, count: int, batch_size: int) -> Iterator[Any]:
+def first_batches(datamodule: ImageDataModule, split: Split, count: int, batch_size: int) -> Iterator[Any]:
     """Batches, in order, of the first ``count`` items of a split (fewer if the split is smaller)."""
     dataset = split_set(datamodule, split)
     subset = Subset(dataset, range(min(count, len(dataset))))  # type: ignore[arg-type]

@@ -9,7 +9,6 @@ saying which files to place where.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import socket
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from urllib.parse import urlparse
 from torchvision.datasets.utils import download_url, extract_archive
 
 from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.files import file_sha256
 
 # Seconds a single socket operation may block before a download counts as failed.
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -69,14 +69,6 @@ def fetch_if_missing(missing: Callable[[], list[str]], download: bool, fetch: Ca
     return reason
 
 
-def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_and_extract(url: str, download_dir: Path, extract_dir: Path, sha256: str | None = None) -> None:
     """Download an archive (zip, tar, tar.gz, ...) once, check its SHA-256, unpack it.
 
@@ -89,7 +81,7 @@ def download_and_extract(url: str, download_dir: Path, extract_dir: Path, sha256
     """
     filename = Path(urlparse(url).path).name or "archive"
     archive = download_dir / filename
-    if not (archive.exists() and (sha256 is None or sha256_of(archive) == sha256.lower())):
+    if not (archive.exists() and (sha256 is None or file_sha256(archive) == sha256.lower())):
         download_dir.mkdir(parents=True, exist_ok=True)
         reason = attempt_download(lambda: download_url(url, str(download_dir), filename))
         if reason is not None:
@@ -98,7 +90,7 @@ def download_and_extract(url: str, download_dir: Path, extract_dir: Path, sha256
                 f"put it at {archive}, or unpack it into {extract_dir} yourself."
             )
         if sha256 is not None:
-            actual = sha256_of(archive)
+            actual = file_sha256(archive)
             if actual != sha256.lower():
                 archive.unlink()
                 raise UserError(

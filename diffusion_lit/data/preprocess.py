@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import check_choice
 
 Transform = Literal["none", "edges"]
 TRANSFORMS: tuple[str, ...] = get_args(Transform)
@@ -23,9 +23,7 @@ _CHUNK = 4096
 
 
 def check_transform(transform: str) -> Transform:
-    if transform not in TRANSFORMS:
-        raise UserError(f"data.transform must be one of {list(TRANSFORMS)}, got {transform!r}.")
-    return transform  # type: ignore[return-value]
+    return check_choice("data.transform", transform, TRANSFORMS)  # type: ignore[return-value]
 
 
 def resize_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -51,7 +51,7 @@ from diffusion_lit.data.base import (
     subset_index,
 )
 from diffusion_lit.metrics.triangles import triangle_validity
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import UserError, check_choice
 from diffusion_lit.utils.files import atomic_write
 
 Variant = Literal["aliased", "supersampled", "binary"]
@@ -65,8 +65,7 @@ _CACHE_FORMAT_VERSION = 1
 
 
 def _check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise UserError(f"data.variant must be one of {list(VARIANTS)}, got {variant!r}.")
+    check_choice("data.variant", variant, VARIANTS)
 
 
 def _check_min_area_fraction(min_area_fraction: float) -> float:

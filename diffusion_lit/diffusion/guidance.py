@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 
 from diffusion_lit.diffusion.samplers import ModelFn
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import UserError, check_choice
 
 # eps prediction of a class-conditional net: (x_t, t, labels) -> eps.
 ConditionalEpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -82,9 +82,7 @@ VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 
 def check_view(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if name not in VIEWS:
-        raise UserError(f"view must be one of {sorted(VIEWS)}, got {name!r}.")
-    return VIEWS[name]
+    return VIEWS[check_choice("view", name, sorted(VIEWS))]
 
 
 def anagram_eps(

@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 from diffusion_lit.diffusion.samplers import ModelFn
 from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import UserError, check_choice
+
+ReverseVariance = Literal["beta_tilde", "beta"]
+Decoder = Literal["discretized", "gaussian"]  # 8-bit images | continuous data
 
 
 @dataclass
@@ -94,8 +97,8 @@ def variational_bound(
     schedule: NoiseSchedule,
     x0: torch.Tensor,
     timesteps: int | None = None,
-    variance: Literal["beta_tilde", "beta"] = "beta_tilde",
-    decoder: Literal["discretized", "gaussian"] = "discretized",
+    variance: ReverseVariance = "beta_tilde",
+    decoder: Decoder = "discretized",
     generator: torch.Generator | None = None,
 ) -> BoundTerms:
     """The bound's terms for a batch of images ``x0`` (B, C, H, W) in [-1, 1].
@@ -110,10 +113,8 @@ def variational_bound(
         decoder: ``"discretized"`` (8-bit images) or ``"gaussian"`` (continuous data).
         generator: the source of the noise draws (and of the timestep draws).
     """
-    if variance not in ("beta_tilde", "beta"):
-        raise UserError(f"variance must be 'beta_tilde' or 'beta', got {variance!r}.")
-    if decoder not in ("discretized", "gaussian"):
-        raise UserError(f"decoder must be 'discretized' or 'gaussian', got {decoder!r}.")
+    check_choice("variance", variance, get_args(ReverseVariance))
+    check_choice("decoder", decoder, get_args(Decoder))
     if timesteps is not None and (isinstance(timesteps, bool) or int(timesteps) != timesteps or timesteps < 1):
         raise UserError(f"timesteps must be an integer >= 1 or null (all), got {timesteps!r}.")
     num_timesteps = schedule.num_timesteps
@@ -138,14 +139,14 @@ def variational_bound(
     def noisy(t: torch.Tensor) -> torch.Tensor:
         shape = (batch, *([1] * (x0.ndim - 1)))
         noise = torch.randn(x0.shape, generator=generator, device=generator.device if generator else device)
-        ab = alphas_bar[t].reshape(shape)
-        return ab.sqrt() * x0 + (1.0 - ab).sqrt() * noise.to(device, torch.float64)
+        alpha_bar = alphas_bar[t].reshape(shape)
+        return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise.to(device, torch.float64)
 
     def model_mean(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         shape = (batch, *([1] * (x0.ndim - 1)))
-        ab = alphas_bar[t].reshape(shape)
+        alpha_bar = alphas_bar[t].reshape(shape)
         eps = model_fn(xt.float(), t).double()
-        x0_pred = (xt - (1.0 - ab).sqrt() * eps) / ab.sqrt()
+        x0_pred = (xt - (1.0 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
         if decoder == "discretized":  # images live in [-1, 1]
             x0_pred = x0_pred.clamp(-1.0, 1.0)
         return coef_x0[t].reshape(shape) * x0_pred + coef_xt[t].reshape(shape) * xt
@@ -158,10 +159,10 @@ def variational_bound(
             gaussian_kl(true_mean, posterior_var[t].reshape(shape), model_mean(xt, t), reverse_var[t].reshape(shape))
         )
 
-    # L_T: q(x_T | x_0) = N(sqrt(ab_T) x_0, (1 - ab_T) I) against N(0, I).
-    ab_last = alphas_bar[-1]
-    prior = per_image(gaussian_kl(ab_last.sqrt() * x0, (1.0 - ab_last).expand_as(x0), torch.zeros_like(x0),
-                                  torch.ones_like(x0)))  # fmt: skip
+    # L_T: q(x_T | x_0) = N(sqrt(alpha_bar_T) x_0, (1 - alpha_bar_T) I) against N(0, I).
+    alpha_bar_last = alphas_bar[-1]
+    prior = per_image(gaussian_kl(alpha_bar_last.sqrt() * x0, (1.0 - alpha_bar_last).expand_as(x0),
+                                  torch.zeros_like(x0), torch.ones_like(x0)))  # fmt: skip
 
     # L_0: -log p(x_0 | x_1) at timestep index 0.
     t0 = torch.zeros(batch, dtype=torch.long, device=device)

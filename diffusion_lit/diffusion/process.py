@@ -6,10 +6,12 @@ images of shape (B, ...); per-timestep coefficients are broadcast over the image
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
 from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import check_choice
 
 
 def extract(buffer: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -64,13 +66,12 @@ def predict_eps_from_x0(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tens
 #   v  = alpha_t eps - sigma_t x_0   (Salimans & Ho 2022, sec. 4 and appendix D), whence
 #        x_0 = alpha_t x_t - sigma_t v   and   eps = sigma_t x_t + alpha_t v.
 
-PREDICTIONS = ("eps", "x0", "v")
+Prediction = Literal["eps", "x0", "v"]
+PREDICTIONS: tuple[str, ...] = get_args(Prediction)
 
 
-def check_prediction(prediction: str) -> str:
-    if prediction not in PREDICTIONS:
-        raise UserError(f"model.prediction must be one of {list(PREDICTIONS)}, got {prediction!r}.")
-    return prediction
+def check_prediction(prediction: str) -> Prediction:
+    return check_choice("model.prediction", prediction, PREDICTIONS)  # type: ignore[return-value]
 
 
 def v_from_x0_eps(schedule: NoiseSchedule, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -18,10 +18,10 @@
 * ``edit`` (keyword): an :class:`Edit`, the editing tasks' hooks (start timestep, projection
   after each step, RePaint resampling), applied by the loop all samplers share.
 
-Notation: ab_t = alphas_bar[t], alpha_t = sqrt(ab_t), sigma_t = sqrt(1 - ab_t),
+Notation: alpha_bar_t = alphas_bar[t], alpha_t = sqrt(alpha_bar_t), sigma_t = sqrt(1 - alpha_bar_t),
 x_t = alpha_t x_0 + sigma_t eps. Every sampler runs on an ascending timestep subsequence
 t_0 = 0 < ... < t_{n-1} = T - 1 (:func:`timestep_subsequence`), from t_{n-1} down to t_0 and
-then one last step from t_0 to the clean image (ab = 1).
+then one last step from t_0 to the clean image (alpha_bar = 1).
 
 Hydra configs in ``conf/sampler/`` bind the options with ``_partial_: true``.
 """
@@ -31,13 +31,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
 from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import UserError, check_choice
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -78,12 +78,16 @@ class Edit:
     resample: int = 1
 
 
-SPACINGS = ("time", "logsnr")
+# Where the respaced timesteps go: evenly in t, or evenly in the half log-SNR (Lu et al. 2022).
+Spacing = Literal["time", "logsnr"]
+SPACINGS: tuple[str, ...] = get_args(Spacing)
+# The reverse variance of the DDPM step (Ho et al. sec. 3.2).
+Variance = Literal["beta", "beta_tilde"]
 _LOWEST_HALF_LOG_SNR = -5.0
 
 
 def timestep_subsequence(
-    num_timesteps: int, steps: int | None, spacing: str = "time", alphas_bar: torch.Tensor | None = None
+    num_timesteps: int, steps: int | None, spacing: Spacing = "time", alphas_bar: torch.Tensor | None = None
 ) -> list[int]:
     """``steps`` timestep indices, ascending, always containing 0 and T - 1.
 
@@ -94,8 +98,7 @@ def timestep_subsequence(
     so there are always exactly ``steps`` of them. ``steps=None`` (or T, or more than T) gives
     every timestep.
     """
-    if spacing not in SPACINGS:
-        raise UserError(f"sampler.spacing must be one of {list(SPACINGS)}, got {spacing!r}.")
+    check_choice("sampler.spacing", spacing, SPACINGS)
     if steps is None:
         return list(range(num_timesteps))
     if isinstance(steps, bool) or int(steps) != steps or steps < 1:
@@ -110,8 +113,8 @@ def timestep_subsequence(
     else:
         if alphas_bar is None:
             raise ValueError("logsnr spacing needs the schedule's alphas_bar")
-        ab = alphas_bar.double().cpu().numpy()
-        half_log_snr = 0.5 * (np.log(ab) - np.log1p(-ab))  # decreasing in t
+        alpha_bar = alphas_bar.double().cpu().numpy()
+        half_log_snr = 0.5 * (np.log(alpha_bar) - np.log1p(-alpha_bar))  # decreasing in t
         # The noisy end is capped at lambda = -5 (SNR 4.5e-5: x_t is noise to within 0.7%);
         # schedules with clipped final betas (cosine) would otherwise spend steps on pure noise.
         lowest = max(half_log_snr[-1], _LOWEST_HALF_LOG_SNR)
@@ -136,7 +139,7 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
 
 class _Trajectory:
     """The pairs (t, s) of one sampling run, from T - 1 down to the clean image, with float64
-    schedule values; s = None stands for the clean image (ab = 1)."""
+    schedule values; s = None stands for the clean image (alpha_bar = 1)."""
 
     def __init__(
         self,
@@ -145,7 +148,7 @@ class _Trajectory:
         batch: int,
         device: torch.device,
         timesteps: list[int] | None = None,
-        spacing: str = "time",
+        spacing: Spacing = "time",
         edit: Edit | None = None,
     ) -> None:
         if timesteps is None:
@@ -169,7 +172,7 @@ class _Trajectory:
         descending = self.timesteps[::-1]
         return list(zip(descending, [*descending[1:], None], strict=True))
 
-    def ab(self, t: int | None) -> float:
+    def alpha_bar(self, t: int | None) -> float:
         return 1.0 if t is None else float(self.alphas_bar[t])
 
     def t_batch(self, t: int) -> torch.Tensor:
@@ -177,26 +180,21 @@ class _Trajectory:
 
 
 def _denoise(
-    model_fn: ModelFn, x: torch.Tensor, t: torch.Tensor, ab_t: float, clip_x0: bool
+    model_fn: ModelFn, x: torch.Tensor, t: torch.Tensor, alpha_bar_t: float, clip_x0: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0_hat, eps_hat) at (x_t, t). With ``clip_x0`` the clean-image estimate is clipped to
     the data range [-1, 1] and eps re-derived from it, so that the two stay consistent."""
     eps = model_fn(x, t).to(x.dtype)
-    x0 = (x - math.sqrt(1.0 - ab_t) * eps) / math.sqrt(ab_t)
+    x0 = (x - math.sqrt(1.0 - alpha_bar_t) * eps) / math.sqrt(alpha_bar_t)
     if clip_x0:
         x0 = x0.clamp(-1.0, 1.0)
-        eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1.0 - ab_t)
+        eps = (x - math.sqrt(alpha_bar_t) * x0) / math.sqrt(1.0 - alpha_bar_t)
     return x0, eps
 
 
 def _report(callback: SamplerCallback | None, index: int, total: int, t: int, x: torch.Tensor, x0: torch.Tensor):
     if callback is not None:
         callback(SamplerStep(index=index, num_steps=total, t=t, x=x, x0_pred=x0))
-
-
-def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UserError(f"sampler.{option} must be one of {list(choices)}, got {value!r}.")
 
 
 # One step of a sampler from timestep t down to s: (x_t, x0_hat, eps_hat, t, s) -> x_s.
@@ -214,21 +212,21 @@ def _run(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The loop every sampler shares: denoise at t, move to s with ``step``; the last step (to
-    the clean image, ab = 1) returns x0_hat, which is where every update rule here lands.
+    the clean image, alpha_bar = 1) returns x0_hat, which is where every update rule here lands.
     ``edit`` adds the editing hooks (:class:`Edit`): projection after each step, resampling."""
     project = edit.project if edit is not None else None
     resample = edit.resample if edit is not None else 1
     x = noise
     for index, (t, s) in enumerate(path.pairs()):
         for attempt in range(resample):
-            x0, eps = _denoise(model_fn, x, path.t_batch(t), path.ab(t), clip_x0)
+            x0, eps = _denoise(model_fn, x, path.t_batch(t), path.alpha_bar(t), clip_x0)
             x_s = x0 if s is None else step(x, x0, eps, t, s)
             if project is not None:
                 x_s = project(x_s, s)
             if s is None or attempt == resample - 1:
                 break
-            # RePaint: back from s to t with q(x_t | x_s) = N(sqrt(ab_t / ab_s) x_s, (1 - ab_t / ab_s) I).
-            ratio = path.ab(t) / path.ab(s)
+            # RePaint: back from s to t with q(x_t | x_s) = N(sqrt(r) x_s, (1 - r) I), r = alpha_bar_t / alpha_bar_s.
+            ratio = path.alpha_bar(t) / path.alpha_bar(s)
             x = math.sqrt(ratio) * x_s + math.sqrt(1.0 - ratio) * randn_like(x_s, generator)
         x = x_s
         _report(callback, index, len(path), t, x, x0)
@@ -253,9 +251,9 @@ def ddpm_sample(
     callback: SamplerCallback | None = None,
     *,
     edit: Edit | None = None,
-    variance: Literal["beta", "beta_tilde"] = "beta_tilde",
+    variance: Variance = "beta_tilde",
     clip_x0: bool = True,
-    spacing: str = "time",
+    spacing: Spacing = "time",
 ) -> torch.Tensor:
     """Ancestral sampling of Ho et al. 2020 (Algorithm 2), optionally on fewer steps.
 
@@ -265,22 +263,25 @@ def ddpm_sample(
 
     Each step from t to its predecessor s:
 
-    1. eps = model_fn(x_t, t);  x0 = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t), clipped to
+    1. eps = model_fn(x_t, t);  x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), clipped to
        [-1, 1] if ``clip_x0`` (the data range; it stabilises the early, noisy steps).
-    2. beta = 1 - ab_t / ab_s;  mean = sqrt(ab_s) beta / (1 - ab_t) x0
-                                       + sqrt(1 - beta) (1 - ab_s) / (1 - ab_t) x_t  (eq. 7).
-    3. x_s = mean + sigma z with sigma^2 = beta-tilde = beta (1 - ab_s) / (1 - ab_t) or
+    2. beta = 1 - alpha_bar_t / alpha_bar_s;  mean = sqrt(alpha_bar_s) beta / (1 - alpha_bar_t) x0
+                                       + sqrt(1 - beta) (1 - alpha_bar_s) / (1 - alpha_bar_t) x_t  (eq. 7).
+    3. x_s = mean + sigma z with sigma^2 = beta-tilde = beta (1 - alpha_bar_s) / (1 - alpha_bar_t) or
        sigma^2 = beta (``variance``, the two choices of Ho et al. sec. 3.2); no noise on the
        final step.
     """
-    _check_choice("variance", variance, ("beta", "beta_tilde"))
+    check_choice("sampler.variance", variance, get_args(Variance))
     path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        ab_t, ab_s = path.ab(t), path.ab(s)
-        beta = 1.0 - ab_t / ab_s
-        mean = ab_s**0.5 * beta / (1.0 - ab_t) * x0 + (1.0 - beta) ** 0.5 * (1.0 - ab_s) / (1.0 - ab_t) * x
-        sigma2 = beta * (1.0 - ab_s) / (1.0 - ab_t) if variance == "beta_tilde" else beta
+        alpha_bar_t, alpha_bar_s = path.alpha_bar(t), path.alpha_bar(s)
+        beta = 1.0 - alpha_bar_t / alpha_bar_s
+        mean = (
+            alpha_bar_s**0.5 * beta / (1.0 - alpha_bar_t) * x0
+            + (1.0 - beta) ** 0.5 * (1.0 - alpha_bar_s) / (1.0 - alpha_bar_t) * x
+        )
+        sigma2 = beta * (1.0 - alpha_bar_s) / (1.0 - alpha_bar_t) if variance == "beta_tilde" else beta
         return mean + sigma2**0.5 * randn_like(x, generator)
 
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
@@ -298,7 +299,7 @@ def ddim_sample(
     edit: Edit | None = None,
     eta: float = 0.0,
     clip_x0: bool = True,
-    spacing: str = "time",
+    spacing: Spacing = "time",
 ) -> torch.Tensor:
     """DDIM (Song, Meng and Ermon 2021), one network evaluation per step.
 
@@ -321,13 +322,13 @@ def _ddim_loop(
     callback: SamplerCallback | None,
     edit: Edit | None = None,
 ) -> torch.Tensor:
-    """Song et al. 2021, eq. 12, from t to s: x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s - sigma^2) eps
-    + sigma z with sigma = eta sqrt((1 - ab_s) / (1 - ab_t)) sqrt(1 - ab_t / ab_s)."""
+    """Song et al. 2021, eq. 12, from t to s: x_s = sqrt(alpha_bar_s) x0 + sqrt(1 - alpha_bar_s - sigma^2) eps
+    + sigma z with sigma = eta sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_s)."""
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        ab_t, ab_s = path.ab(t), path.ab(s)
-        sigma = eta * math.sqrt((1.0 - ab_s) / (1.0 - ab_t) * (1.0 - ab_t / ab_s))
-        x = math.sqrt(ab_s) * x0 + math.sqrt(max(1.0 - ab_s - sigma**2, 0.0)) * eps
+        alpha_bar_t, alpha_bar_s = path.alpha_bar(t), path.alpha_bar(s)
+        sigma = eta * math.sqrt((1.0 - alpha_bar_s) / (1.0 - alpha_bar_t) * (1.0 - alpha_bar_t / alpha_bar_s))
+        x = math.sqrt(alpha_bar_s) * x0 + math.sqrt(max(1.0 - alpha_bar_s - sigma**2, 0.0)) * eps
         return x + sigma * randn_like(x, generator) if sigma > 0 else x
 
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
@@ -335,7 +336,7 @@ def _ddim_loop(
 
 @torch.inference_mode()
 def ddim_invert(
-    model_fn: ModelFn, schedule: NoiseSchedule, x0: torch.Tensor, steps: int | None = 50, spacing: str = "time"
+    model_fn: ModelFn, schedule: NoiseSchedule, x0: torch.Tensor, steps: int | None = 50, spacing: Spacing = "time"
 ) -> torch.Tensor:
     """Run deterministic DDIM backwards, from clean images to the noise x_T that
     :func:`ddim_sample` (``eta=0, clip_x0=False``, same ``steps``) maps back to them.
@@ -347,10 +348,10 @@ def ddim_invert(
     path = _Trajectory(schedule, steps, x0.shape[0], x0.device, spacing=spacing)
     x = x0
     for t, s in reversed(path.pairs()):
-        ab_t, ab_s = path.ab(t), path.ab(s)
+        alpha_bar_t, alpha_bar_s = path.alpha_bar(t), path.alpha_bar(s)
         eps = model_fn(x, path.t_batch(s if s is not None else t)).to(x.dtype)
-        x0_pred = (x - math.sqrt(1.0 - ab_s) * eps) / math.sqrt(ab_s)
-        x = math.sqrt(ab_t) * x0_pred + math.sqrt(1.0 - ab_t) * eps
+        x0_pred = (x - math.sqrt(1.0 - alpha_bar_s) * eps) / math.sqrt(alpha_bar_s)
+        x = math.sqrt(alpha_bar_t) * x0_pred + math.sqrt(1.0 - alpha_bar_t) * eps
     return x
 
 
@@ -372,8 +373,8 @@ def strided_sample(
     Timesteps T-1, T-1-stride, T-1-2 stride, ... down to 0 (or ``steps`` evenly spaced ones
     when ``steps`` is given). At each t, with t' the next timestep:
 
-        x0_hat = (x_t - sqrt(1 - ab_t) eps_est) / sqrt(ab_t)
-        x_t'   = sqrt(ab_t') x0_hat + sqrt(1 - ab_t') eps_est
+        x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_est) / sqrt(alpha_bar_t)
+        x_t'   = sqrt(alpha_bar_t') x0_hat + sqrt(1 - alpha_bar_t') eps_est
 
     i.e. predict the clean image and re-noise it to t' with the estimated noise. This is DDIM
     with eta = 0 on the strided timesteps (the tests check that they agree exactly).
@@ -399,7 +400,7 @@ def dpm_solver_sample(
     *,
     edit: Edit | None = None,
     clip_x0: bool = True,
-    spacing: str = "logsnr",
+    spacing: Spacing = "logsnr",
     stochastic: bool = False,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), one network evaluation
@@ -429,22 +430,22 @@ def dpm_solver_sample(
     history: list[tuple[torch.Tensor, float]] = []  # (x0_hat, h) of the previous step
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        ab_t, ab_s = path.ab(t), path.ab(s)
-        h = 0.5 * (math.log(ab_s / (1.0 - ab_s)) - math.log(ab_t / (1.0 - ab_t)))
+        alpha_bar_t, alpha_bar_s = path.alpha_bar(t), path.alpha_bar(s)
+        h = 0.5 * (math.log(alpha_bar_s / (1.0 - alpha_bar_s)) - math.log(alpha_bar_t / (1.0 - alpha_bar_t)))
         direction = x0
         if history:
             previous_x0, previous_h = history[-1]
             r = previous_h / h
             direction = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous_x0
         history[:] = [(x0, h)]
-        sigma_ratio = math.sqrt((1.0 - ab_s) / (1.0 - ab_t))
+        sigma_ratio = math.sqrt((1.0 - alpha_bar_s) / (1.0 - alpha_bar_t))
         if not stochastic:
-            return sigma_ratio * x - math.sqrt(ab_s) * math.expm1(-h) * direction
+            return sigma_ratio * x - math.sqrt(alpha_bar_s) * math.expm1(-h) * direction
         decay = -math.expm1(-2.0 * h)  # 1 - exp(-2h)
         return (
             sigma_ratio * math.exp(-h) * x
-            + math.sqrt(ab_s) * decay * direction
-            + math.sqrt((1.0 - ab_s) * decay) * randn_like(x, generator)
+            + math.sqrt(alpha_bar_s) * decay * direction
+            + math.sqrt((1.0 - alpha_bar_s) * decay) * randn_like(x, generator)
         )
 
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
@@ -461,13 +462,13 @@ def sde_sample(
     *,
     edit: Edit | None = None,
     clip_x0: bool = True,
-    spacing: str = "time",
+    spacing: Spacing = "time",
 ) -> torch.Tensor:
     """Euler-Maruyama on the reverse-time VP SDE (Song et al. 2021, eqs. 6 and 11).
 
     The forward VP SDE dx = -beta(t)/2 x dt + sqrt(beta(t)) dw is discretised, as in Song et
     al.'s own VP sampler, with beta(t) dt over a step from t down to s taken as the step's
-    discrete beta = 1 - ab_t / ab_s (equal to the integrated rate log(ab_s / ab_t) to first
+    discrete beta = 1 - alpha_bar_t / alpha_bar_s (equal to the integrated rate log(alpha_bar_s / alpha_bar_t) to first
     order, but bounded by 1: schedules whose last betas are clipped near 1, such as cosine,
     would otherwise make the first steps explode). With the score -eps / sigma_t, one step of
     the reverse SDE dx = [-beta/2 x - beta score] dt + sqrt(beta) dw_bar is
@@ -481,9 +482,13 @@ def sde_sample(
     path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        ab_t = path.ab(t)
-        beta = 1.0 - ab_t / path.ab(s)
-        return (1.0 + 0.5 * beta) * x - beta / math.sqrt(1.0 - ab_t) * eps + math.sqrt(beta) * randn_like(x, generator)
+        alpha_bar_t = path.alpha_bar(t)
+        beta = 1.0 - alpha_bar_t / path.alpha_bar(s)
+        return (
+            (1.0 + 0.5 * beta) * x
+            - beta / math.sqrt(1.0 - alpha_bar_t) * eps
+            + math.sqrt(beta) * randn_like(x, generator)
+        )
 
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
@@ -499,7 +504,7 @@ def ode_sample(
     *,
     edit: Edit | None = None,
     clip_x0: bool = True,
-    spacing: str = "logsnr",
+    spacing: Spacing = "logsnr",
 ) -> torch.Tensor:
     """Heun's method (2nd order) on the probability-flow ODE (Song et al. 2021, eq. 13).
 
@@ -522,13 +527,13 @@ def ode_sample(
     noisiest = path.timesteps[-1]
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps_t: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        ab_t, ab_s = path.ab(t), path.ab(s)
-        alpha_t, alpha_s = math.sqrt(ab_t), math.sqrt(ab_s)
-        u_t, u_s = math.sqrt(1.0 - ab_t) / alpha_t, math.sqrt(1.0 - ab_s) / alpha_s
+        alpha_bar_t, alpha_bar_s = path.alpha_bar(t), path.alpha_bar(s)
+        alpha_t, alpha_s = math.sqrt(alpha_bar_t), math.sqrt(alpha_bar_s)
+        u_t, u_s = math.sqrt(1.0 - alpha_bar_t) / alpha_t, math.sqrt(1.0 - alpha_bar_s) / alpha_s
         y_euler = (u_s / u_t) * (x / alpha_t) + (1.0 - u_s / u_t) * x0
         if t == noisiest:
             return alpha_s * y_euler
-        _, eps_s = _denoise(model_fn, alpha_s * y_euler, path.t_batch(s), ab_s, clip_x0)
+        _, eps_s = _denoise(model_fn, alpha_s * y_euler, path.t_batch(s), alpha_bar_s, clip_x0)
         return alpha_s * (y_euler + 0.5 * (u_s - u_t) * (eps_s - eps_t))
 
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)

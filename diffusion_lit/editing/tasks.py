@@ -56,7 +56,7 @@ def fractions_of_t(fractions: list[float], num_timesteps: int) -> list[int]:
 
 
 def noised(module: DiffusionModule, images: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
-    """x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps (seed 004 1.1; Ho et al. eq. 4)."""
+    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (seed 004 1.1; Ho et al. eq. 4)."""
     noise = torch.randn(images.shape, generator=generator, device=generator.device).to(images.device)
     return q_sample(module.schedule, images, torch.full((images.shape[0],), t, device=images.device), noise)
 
@@ -75,11 +75,11 @@ def editing_eps(module: DiffusionModule, labels: torch.Tensor | None, guidance_s
 
 @torch.no_grad()
 def one_step_estimate(module: DiffusionModule, x_t: torch.Tensor, t: int, model_fn: ModelFn) -> torch.Tensor:
-    """x0_hat = (x_t - sqrt(1 - ab_t) eps_hat) / sqrt(ab_t) from one network call (seed 004 1.3),
+    """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t) from one network call (seed 004 1.3),
     clipped to the data range."""
-    ab = float(module.schedule.alphas_bar[t])
+    alpha_bar = float(module.schedule.alphas_bar[t])
     eps = model_fn(x_t, torch.full((x_t.shape[0],), t, device=x_t.device))
-    return ((x_t - math.sqrt(1.0 - ab) * eps) / math.sqrt(ab)).clamp(-1.0, 1.0)
+    return ((x_t - math.sqrt(1.0 - alpha_bar) * eps) / math.sqrt(alpha_bar)).clamp(-1.0, 1.0)
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> float:

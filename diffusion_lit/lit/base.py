@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
 
 from diffusion_lit import __version__
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import check_choice
 
-LR_DECAYS = ("none", "cosine")
+LrDecay = Literal["none", "cosine"]
+LR_DECAYS: tuple[str, ...] = get_args(LrDecay)
 
 
-def lr_factor(step: int, warmup: int, decay: str = "none", total_steps: int | None = None) -> float:
+def lr_factor(step: int, warmup: int, decay: LrDecay = "none", total_steps: int | None = None) -> float:
     """Multiplier of the base learning rate at optimizer step ``step`` (0-based).
 
     Linear warm-up to 1 over ``warmup`` steps; with ``decay="cosine"`` the rest of the run
@@ -35,16 +36,14 @@ def lr_factor(step: int, warmup: int, decay: str = "none", total_steps: int | No
     return factor
 
 
-def check_lr_decay(decay: str) -> str:
-    if decay not in LR_DECAYS:
-        raise UserError(f"lr_decay must be one of {list(LR_DECAYS)}, got {decay!r}.")
-    return decay
+def check_lr_decay(decay: str) -> LrDecay:
+    return check_choice("lr_decay", decay, LR_DECAYS)  # type: ignore[return-value]
 
 
 class TrainingModule(pl.LightningModule):
     optimizer_factory: Callable[..., torch.optim.Optimizer]
     lr_warmup_steps: int
-    lr_decay: str = "none"
+    lr_decay: LrDecay = "none"
     image_shape: tuple[int, int, int]
     run_config: dict[str, Any]
 

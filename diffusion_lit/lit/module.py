@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -14,12 +14,19 @@ from torch import nn
 
 from diffusion_lit.data.batch import images_of, labels_of
 from diffusion_lit.diffusion.guidance import autoguided_eps, check_guide_scale, guided_eps
-from diffusion_lit.diffusion.process import check_prediction, min_snr_weight, prediction_target, q_sample, x0_and_eps
+from diffusion_lit.diffusion.process import (
+    Prediction,
+    check_prediction,
+    min_snr_weight,
+    prediction_target,
+    q_sample,
+    x0_and_eps,
+)
 from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.lit.base import TrainingModule, check_lr_decay
-from diffusion_lit.lit.precision import sample_in_bf16
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.lit.base import LrDecay, TrainingModule, check_lr_decay
+from diffusion_lit.lit.precision import SAMPLE_PRECISIONS, SamplePrecision, sample_in_bf16
+from diffusion_lit.utils.errors import UserError, check_choice
 
 # Element-wise loss between the network output and its target: MSE is Ho et al.'s L_simple,
 # L1 the cat slides' choice (seed 002), Huber (delta 1) quadratic near 0 and linear in the tails.
@@ -28,7 +35,9 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": lambda output, target: F.l1_loss(output, target, reduction="none"),
     "huber": lambda output, target: F.huber_loss(output, target, reduction="none", delta=1.0),
 }
-WEIGHTINGS = ("uniform", "min_snr")
+Loss = Literal["mse", "l1", "huber"]
+Weighting = Literal["uniform", "min_snr"]
+WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 # torch.compile wrappers by net, outside the module tree: state_dict, checkpoints and the EMA
 # copy (a deepcopy of the module) keep the plain net.
 _COMPILED: weakref.WeakKeyDictionary[nn.Module, Callable[..., torch.Tensor]] = weakref.WeakKeyDictionary()
@@ -41,13 +50,8 @@ def compiled(net: nn.Module) -> Callable[..., torch.Tensor]:
     return _COMPILED[net]
 
 
-SAMPLE_PRECISIONS = ("32-true", "bf16-mixed", "auto")
-
-
-def check_sample_precision(precision: str) -> str:
-    if precision not in SAMPLE_PRECISIONS:
-        raise UserError(f"sample_precision must be one of {list(SAMPLE_PRECISIONS)}, got {precision!r}.")
-    return precision
+def check_sample_precision(precision: str) -> SamplePrecision:
+    return check_choice("sample_precision", precision, SAMPLE_PRECISIONS)  # type: ignore[return-value]
 
 
 def sample_labels(labels: Any, num_samples: int, num_classes: int) -> torch.Tensor | None:
@@ -102,24 +106,22 @@ class DiffusionModule(TrainingModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         sampler: Callable[..., torch.Tensor],
         image_shape: tuple[int, int, int],
-        prediction: Literal["eps", "x0", "v"] = "eps",
-        loss: Literal["mse", "l1", "huber"] = "mse",
-        weighting: Literal["uniform", "min_snr"] = "uniform",
+        prediction: Prediction = "eps",
+        loss: Loss = "mse",
+        weighting: Weighting = "uniform",
         min_snr_gamma: float = 5.0,
         cond_drop_prob: float = 0.1,
         guidance_scale: float = 1.0,
         lr_warmup_steps: int = 0,
-        lr_decay: str = "none",
+        lr_decay: LrDecay = "none",
         run_config: dict[str, Any] | None = None,
         channels_last: bool = False,
         compile: bool = False,
-        sample_precision: str = "32-true",
+        sample_precision: SamplePrecision = "32-true",
     ) -> None:
         super().__init__()
-        if loss not in LOSSES:
-            raise UserError(f"model.loss must be one of {sorted(LOSSES)}, got {loss!r}.")
-        if weighting not in WEIGHTINGS:
-            raise UserError(f"model.weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}.")
+        check_choice("model.loss", loss, sorted(LOSSES))
+        check_choice("model.weighting", weighting, WEIGHTINGS)
         if not min_snr_gamma > 0:
             raise UserError(f"model.min_snr_gamma must be > 0 (paper: 5), got {min_snr_gamma!r}.")
         if not 0.0 <= cond_drop_prob < 1.0:

@@ -12,12 +12,16 @@ to ``16-mixed`` on older GPUs (fp16 with loss scaling) and to ``32-true`` otherw
 from __future__ import annotations
 
 import functools
+from typing import Literal, get_args
 
 import torch
 
 from diffusion_lit.utils.console import console
 
 AUTO = "auto"
+# model.sample_precision: the net's sampling calls in fp32, under bf16 autocast, or bf16 where native.
+SamplePrecision = Literal["32-true", "bf16-mixed", "auto"]
+SAMPLE_PRECISIONS: tuple[str, ...] = get_args(SamplePrecision)
 
 
 @functools.cache
@@ -52,7 +56,7 @@ def resolve_trainer_precision(precision: str | int | None, accelerator: str | No
     return precision
 
 
-def sample_in_bf16(precision: str, device_type: str) -> bool:
+def sample_in_bf16(precision: SamplePrecision, device_type: str) -> bool:
     """Whether the net's sampling calls run under bf16 autocast for ``model.sample_precision``."""
     if precision == AUTO:
         return native_bf16(device_type)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -261,7 +262,7 @@ class UNet(nn.Module):
         time_embed_dim: int | None = None,
         norm_groups: int = 8,
         num_classes: int = 0,
-        class_embed_init: str = "zeros",
+        class_embed_init: Literal["zeros", "normal"] = "zeros",
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 0:

@@ -1,4 +1,4 @@
-"""Evaluate a trained checkpoint: ``python -m diffusion_lit.evaluate ckpt=PATH metrics=[fid,kid]``.
+"""The evaluation run of ``python -m diffusion_lit.evaluate ckpt=PATH metrics=[fid,kid]``.
 
 Metrics (``metrics=`` one name or a list):
 
