@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from diffusion_lit.data.formats import write_mnist
+from tests.mnist_standin import standin_mnist
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
@@ -32,18 +35,33 @@ def run_cli(module: str, *args: str, cwd: Path, check: bool = True) -> subproces
     return result
 
 
+def has_real_mnist() -> bool:
+    return (SHARED_DATASETS / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
 @pytest.fixture(scope="session")
-def mnist_root(tmp_path_factory):
-    """A folder with MNIST/raw/: the real files in ../shared/datasets when present, else 600
-    random 28 px images in the IDX format (the code paths are the same)."""
-    if (SHARED_DATASETS / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        return SHARED_DATASETS
-    import numpy as np
-
-    from diffusion_lit.data.formats import write_mnist
-
-    root = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (600, 28, 28), dtype=np.uint8)
-    write_mnist(root, images, np.arange(600) % 10, images[:300], np.arange(300) % 10)
+def mnist_standin_root(tmp_path_factory) -> Path:
+    """A folder with MNIST/raw/ holding the stand-in digits (tests/mnist_standin.py) in the IDX
+    format: what a user's fresh clone, without ../shared, tests on."""
+    root = tmp_path_factory.mktemp("mnist_standin")
+    write_mnist(root, *standin_mnist(num_train=1200, num_test=300))
     return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root(mnist_standin_root) -> Path:
+    """A folder with MNIST/raw/: the real files in ../shared/datasets when present, else the
+    stand-in (the code paths are the same)."""
+    return SHARED_DATASETS if has_real_mnist() else mnist_standin_root
+
+
+@pytest.fixture(scope="session", params=["real", "standin"])
+def each_mnist_root(request, mnist_standin_root) -> Path:
+    """Each MNIST source in turn, for tests whose assertions depend on the images: the real files
+    (skipped where ../shared is absent, as on a user's fresh clone) and the stand-in, so that a
+    green run with ../shared also means a green fresh clone."""
+    if request.param == "standin":
+        return mnist_standin_root
+    if not has_real_mnist():
+        pytest.skip(f"the real MNIST files are not in {SHARED_DATASETS} (the stand-in runs instead)")
+    return SHARED_DATASETS

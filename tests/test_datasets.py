@@ -26,9 +26,7 @@ from diffusion_lit.data.in_memory import InMemoryImageDataModule, InMemoryImageD
 from diffusion_lit.data.mnist import MNISTDataModule
 from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.files import file_sha256 as sha256_of
-from tests.conftest import REPO_ROOT, run_cli
-
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from tests.conftest import REPO_ROOT, SHARED_DATASETS, run_cli
 
 
 def _tiny_mnist_arrays(seed: int = 0):
@@ -41,16 +39,6 @@ def _tiny_mnist_arrays(seed: int = 0):
 @pytest.fixture
 def tiny_mnist_root(tmp_path):
     root = tmp_path / "mnist_root"
-    write_mnist(root, *_tiny_mnist_arrays())
-    return root
-
-
-@pytest.fixture(scope="session")
-def mnist_root(tmp_path_factory):
-    """The real MNIST files when ../shared/datasets has them, else a tiny set in the IDX format."""
-    if (SHARED_MNIST / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        return SHARED_MNIST
-    root = tmp_path_factory.mktemp("mnist_fallback")
     write_mnist(root, *_tiny_mnist_arrays())
     return root
 
@@ -78,13 +66,17 @@ def test_mnist_items_are_the_idx_pixels_scaled_to_minus_one_one(tmp_path, tiny_m
     assert int(label) == test_labels[3]
 
 
-def test_mnist_batches_from_the_real_files(tmp_path, mnist_root):
-    module = _setup(MNISTDataModule(str(tmp_path / "data"), root=str(mnist_root), num_val_samples=10, batch_size=32))
+def test_mnist_batches_from_the_real_files(tmp_path, each_mnist_root):
+    module = _setup(
+        MNISTDataModule(str(tmp_path / "data"), root=str(each_mnist_root), num_val_samples=10, batch_size=32)
+    )
     images, labels = next(iter(module.train_dataloader()))
     assert images.shape == (32, 1, 28, 28) and labels.shape == (32,) and labels.dtype == torch.int64
     assert images.min() >= -1.0 and images.max() <= 1.0
     assert len(module.val_set) == 10
-    if mnist_root == SHARED_MNIST:  # the published set: 60,000 + 10,000 images, all ten digits
+    if each_mnist_root != SHARED_DATASETS:  # the stand-in: 1,200 + 300 seven-segment digits, classes in turn
+        assert len(module.train_set) == 1200 and torch.bincount(module.train_set.labels).tolist() == [120] * 10
+    else:  # the published set: 60,000 + 10,000 images, all ten digits
         assert len(module.train_set) == 60000
         assert torch.bincount(module.train_set.labels).tolist() == [
             5923,

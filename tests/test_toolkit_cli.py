@@ -3,32 +3,22 @@ weighting and Huber loss, every sampler from the sample command, guidance, the l
 evaluation and the schedule plot."""
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from diffusion_lit.data.formats import write_mnist
 from diffusion_lit.lit.build import load_checkpoint
 from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import run_cli
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
 
 @pytest.fixture(scope="module")
-def conditional_run(tmp_path_factory):
-    """A smoke run of a class-conditional v-prediction model on MNIST (tiny IDX set if the real
-    files are absent)."""
+def conditional_run(tmp_path_factory, mnist_root):
+    """A smoke run of a class-conditional v-prediction model on MNIST (the stand-in digits if the
+    real files are absent)."""
     workdir = tmp_path_factory.mktemp("conditional")
-    root = SHARED
-    if not (SHARED / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        root = workdir / "mnist"
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
-        write_mnist(root, images, np.arange(64) % 10, images[:32], np.arange(32) % 10)
+    root = mnist_root
     run_cli(
         "diffusion_lit.train", "model=tiny", "debug=smoke", "data=mnist", f"data.root={root}",
         "data.num_val_samples=32", "model.num_classes=10", "model.prediction=v", "model.weighting=min_snr",

@@ -1,4 +1,5 @@
-"""Lightning glue: the LightningModule that trains and samples a diffusion model."""
+"""Lightning glue: the LightningModules (diffusion, single-step denoiser, MNIST classifier), building
+them from a config or a checkpoint, precision, checkpoint writes, logging, sample metrics."""
 
 from diffusion_lit.lit.module import DiffusionModule
 

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf, read_write
 from rich.markup import escape
 
 from diffusion_lit.utils.console import error_console
-from diffusion_lit.utils.errors import find_user_error, report_user_errors
+from diffusion_lit.utils.errors import UserError, exit_with, find_user_error
 from diffusion_lit.utils.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -85,29 +85,42 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         file.write((json.dumps(data, indent=2) + "\n").encode())
 
 
-def run_job(task: Callable[[], float | None], output_dir: str | Path) -> float | None:
-    """Run one training job.
-
-    A single run reports a user error as one line (exit status 2) and lets other errors raise.
-    In a multirun a failing job must not end the sweep: its error goes to ``error.txt`` and
-    ``results.json`` in the job folder, one line is printed, and NaN is returned (Optuna
-    records the trial as failed; the basic sweeper moves on). Ctrl-C still stops the sweep.
-    """
-    if not in_multirun():
-        return report_user_errors(task)
+def record_failure(error: BaseException, output_dir: str | Path) -> tuple[str, UserError | None]:
+    """Write what a failed run leaves behind in its folder: ``error.txt`` (the user error's message,
+    or the traceback) and ``results.json`` with ``"status": "failed"``, so that scripts reading
+    results can tell a failed run from one that never started. Returns (message, user error)."""
+    user_error = find_user_error(error)
+    message = str(user_error) if user_error else f"{type(error).__name__}: {error}"
+    output_dir = Path(output_dir)
     try:
-        return task()
-    except Exception as error:
-        user_error = find_user_error(error)
-        message = str(user_error) if user_error else f"{type(error).__name__}: {error}"
-        output_dir = Path(output_dir)
         with atomic_write(output_dir / ERROR_FILE) as file:
             file.write((message + "\n" if user_error else traceback.format_exc()).encode())
         write_json(output_dir / RESULTS_FILE, {"status": "failed", "error": message, "run_dir": str(output_dir)})
+    except OSError as write_error:  # e.g. an unwritable output folder: the run's own error comes first
+        log.warning("could not record the failure in %s: %s", output_dir, write_error)
+    return message, user_error
+
+
+def run_job(task: Callable[[], float | None], output_dir: str | Path) -> float | None:
+    """Run one training job; a failure is recorded in its folder (:func:`record_failure`).
+
+    A single run then reports a user error as one line (exit status 2) and lets other errors
+    raise. In a multirun a failing job must not end the sweep: one line is printed and NaN is
+    returned (Optuna records the trial as failed; the basic sweeper moves on). Ctrl-C still
+    stops the run or the sweep.
+    """
+    try:
+        return task()
+    except Exception as error:
+        message, user_error = record_failure(error, output_dir)
+        if not in_multirun():
+            if user_error is None:
+                raise
+            exit_with(user_error)
         log.error("job failed: %s", message)
         error_console.print(
             f"[bold red]job {HydraConfig.get().job.num} failed:[/bold red] {escape(message)}\n"
-            f"  details: {escape(str(output_dir / ERROR_FILE))}; the other jobs of the sweep go on.",
+            f"  details: {escape(str(Path(output_dir) / ERROR_FILE))}; the other jobs of the sweep go on.",
             highlight=False,
             soft_wrap=True,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Collection
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from omegaconf.errors import MissingMandatoryValue
 
@@ -45,6 +45,13 @@ def find_user_error(error: BaseException | None) -> UserError | None:
     return None
 
 
+def exit_with(error: UserError) -> NoReturn:
+    """Print a user error as one message (no traceback) and exit with status 2."""
+    error_console.print("[bold red]error:[/bold red]", end=" ")
+    error_console.print(str(error), markup=False, highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 def report_user_errors(task: Callable[[], Result]) -> Result:
     """Run ``task``; a UserError is printed as one message (no traceback) and exits with status 2."""
     try:
@@ -53,6 +60,4 @@ def report_user_errors(task: Callable[[], Result]) -> Result:
         error = find_user_error(raised)
         if error is None:
             raise
-        error_console.print("[bold red]error:[/bold red]", end=" ")
-        error_console.print(str(error), markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        exit_with(error)

@@ -1,0 +1,51 @@
+"""A failed single run leaves a record in its folder, like a failed sweep job, and never damages
+the checkpoint it wrote before failing."""
+
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from lightning.pytorch.callbacks import Callback
+
+from diffusion_lit.lit.build import load_checkpoint
+from diffusion_lit.runs.jobs import run_job
+from diffusion_lit.runs.training import train
+from diffusion_lit.utils.paths import CONFIG_DIR
+from tests.conftest import run_cli
+
+
+class PoisonAfterFirstEpoch(Callback):
+    """Sets a weight to NaN when the second epoch starts, after the first epoch's checkpoint."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            with torch.no_grad():
+                pl_module.net.conv_in.weight.fill_(float("nan"))
+
+
+def test_a_nan_loss_is_recorded_and_the_last_good_checkpoint_stays_loadable(tmp_path):
+    run_dir = tmp_path / "run"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train", overrides=["model=tiny", "debug=smoke", "logger=[]", f"paths.output_dir={run_dir}"]
+        )
+    cfg.callbacks.poison = {"_target_": f"{__name__}.PoisonAfterFirstEpoch"}
+    with pytest.raises(FloatingPointError, match="lower optimizer.lr"):
+        run_job(lambda: train(cfg), run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "failed" and "FloatingPointError" in results["error"]
+    assert "Traceback" in (run_dir / "error.txt").read_text()
+    module = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # written at the end of epoch 1
+    assert all(torch.isfinite(parameter).all() for parameter in module.parameters())
+
+
+def test_a_user_error_inside_the_run_is_recorded_too(tmp_path):
+    result = run_cli(
+        "diffusion_lit.train", "model=tiny", "debug=smoke", "data=mnist", f"data.root={tmp_path / 'nothing'}",
+        "data.download=false", "hydra.run.dir=run", cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "failed" and results["error"][:60] in result.stderr
+    assert (tmp_path / "run" / "error.txt").read_text().strip() == results["error"]
