@@ -168,6 +168,9 @@ def test_every_config_composes(override):
         ("schedule.max_beta=1.5", "max_beta must lie in (0, 1), got 1.5"),
         ("schedule.num_timesteps=0", "num_timesteps must be an integer >= 1, got 0"),
         ("data.image_size=15", "image_size=15"),
+        # Sampler options are checked before any training (they are first used by the first grid).
+        ("sampler=ddim sampler.eta=2", "sampler.eta must lie in [0, 1]"),
+        ("sampler.steps=0", "sampler.steps must be an integer >= 1"),
     ],
 )
 def test_bad_config_values_stop_with_a_clear_message(tmp_path, override, message):

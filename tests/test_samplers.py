@@ -1,13 +1,16 @@
 """Samplers against exact answers: with the optimal noise predictor of Gaussian data (an
 analytic oracle), every sampler must reproduce that Gaussian."""
 
+import functools
 import math
 
 import pytest
 import torch
 
+from diffusion_lit.diffusion import samplers
 from diffusion_lit.diffusion.samplers import (
     SamplerStep,
+    check_sampler,
     ddim_invert,
     ddim_sample,
     ddpm_sample,
@@ -247,3 +250,13 @@ def test_bad_variance_is_reported():
     schedule = NoiseSchedule(linear_betas(10))
     with pytest.raises(UserError, match="variance"):
         ddpm_sample(lambda x, t: x, schedule, torch.zeros(1, 1), variance="large")
+
+
+def test_check_sampler_runs_each_configured_sampler_and_names_a_bad_option(capsys):
+    schedule = NoiseSchedule(linear_betas(50))
+    for name in ("ddpm", "ddim", "dpm_solver", "sde", "ode", "strided"):
+        check_sampler(functools.partial(getattr(samplers, f"{name}_sample")), schedule)
+    with pytest.raises(UserError, match="sampler.eta must lie in"):
+        check_sampler(functools.partial(samplers.ddim_sample, eta=2.0), schedule)
+    check_sampler(functools.partial(samplers.ddpm_sample, steps=5000), schedule)
+    assert "sampler.steps=5000 is more than the schedule's T=50" in capsys.readouterr().out

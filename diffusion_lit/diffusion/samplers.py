@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from diffusion_lit.diffusion.schedules import NoiseSchedule
+from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError, check_choice
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -537,3 +538,18 @@ def ode_sample(
         return alpha_s * (y_euler + 0.5 * (u_s - u_t) * (eps_s - eps_t))
 
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
+
+
+def check_sampler(sampler: Callable[..., torch.Tensor], schedule: NoiseSchedule, key: str = "sampler") -> None:
+    """Run ``sampler`` (a partial of one of the samplers above) on one 1x2x2 image with a zero
+    noise predictor: every option is checked by the code that will use it, in milliseconds,
+    before a run loads data or takes a step. A UserError names the option; ``steps`` above T is
+    allowed (all T steps are used) but said once here, since it is usually a typo."""
+    steps = getattr(sampler, "keywords", {}).get("steps")
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps > schedule.num_timesteps:
+        console.print(
+            f"warning: {key}.steps={steps} is more than the schedule's T={schedule.num_timesteps}: "
+            f"all {schedule.num_timesteps} steps are used.",
+            highlight=False,
+        )
+    sampler(lambda x, t: torch.zeros_like(x), schedule, torch.zeros(1, 1, 2, 2), generator=torch.Generator())

@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from diffusion_lit.diffusion.samplers import check_sampler
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule
@@ -95,6 +96,8 @@ def load_checkpoint(
     if sample_precision is not None:
         cfg.model.sample_precision = sample_precision
     module = build_module(cfg, tuple(stored["image_shape"]), run_config=stored["config"])
+    if sampler is not None and isinstance(module, DiffusionModule):
+        check_sampler(module.sampler, module.schedule)
     if kind is not None and not isinstance(module, kind):
         raise UserError(
             f"{path} holds a single-step denoiser, which does not sample: use "

@@ -17,6 +17,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
+from diffusion_lit.diffusion.samplers import check_sampler
+from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.lit.build import attach_guide, build_module
 from diffusion_lit.lit.loggers import finish, log_config, log_images, log_results
 from diffusion_lit.lit.module import DiffusionModule
@@ -133,6 +135,8 @@ def train(cfg: DictConfig) -> float | None:
             f"and {cfg.eval.batch_size!r} (eval.num_samples=0 skips the final evaluation)."
         )
     metric_names = eval_metric_names(cfg)
+    if not cfg.get("denoiser"):  # the sampler of the grids, the FID callback and the final samples
+        check_sampler(instantiate(cfg.sampler), NoiseSchedule(instantiate(cfg.schedule)))
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("float32_matmul_precision"):
