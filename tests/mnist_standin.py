@@ -38,8 +38,8 @@ def standin_digits(labels: np.ndarray, seed: int = 0, size: int = 28) -> np.ndar
 def standin_mnist(num_train: int = 600, num_test: int = 300, seed: int = 0):
     """(train images, train labels, test images, test labels) in the shapes and dtypes of the
     IDX files (``diffusion_lit.data.formats.write_mnist`` writes them); classes in turn."""
-    train_labels = np.arange(num_train, dtype=np.uint8) % 10
-    test_labels = np.arange(num_test, dtype=np.uint8) % 10
+    train_labels = (np.arange(num_train) % 10).astype(np.uint8)
+    test_labels = (np.arange(num_test) % 10).astype(np.uint8)
     return (
         standin_digits(train_labels, seed), train_labels, standin_digits(test_labels, seed + 1), test_labels
     )  # fmt: skip

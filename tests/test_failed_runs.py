@@ -7,6 +7,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
+from omegaconf import open_dict
 
 from diffusion_lit.lit.build import load_checkpoint
 from diffusion_lit.runs.jobs import run_job
@@ -30,7 +31,8 @@ def test_a_nan_loss_is_recorded_and_the_last_good_checkpoint_stays_loadable(tmp_
         cfg = compose(
             config_name="train", overrides=["model=tiny", "debug=smoke", "logger=[]", f"paths.output_dir={run_dir}"]
         )
-    cfg.callbacks.poison = {"_target_": f"{__name__}.PoisonAfterFirstEpoch"}
+    with open_dict(cfg):
+        cfg.callbacks.poison = {"_target_": f"{__name__}.PoisonAfterFirstEpoch"}
     with pytest.raises(FloatingPointError, match="lower optimizer.lr"):
         run_job(lambda: train(cfg), run_dir)
     results = json.loads((run_dir / "results.json").read_text())
