@@ -7,11 +7,14 @@ hybrid (:mod:`diffusion_lit.editing.commands`), and denoiser for a single-step d
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from diffusion_lit.runs.editing import edit
 from diffusion_lit.utils.errors import report_user_errors
+from diffusion_lit.utils.overrides import options_of_checkpoint_group
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 
@@ -21,4 +24,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = options_of_checkpoint_group(sys.argv, "sampler")  # sampler.steps=20: the checkpoint's sampler
     main()

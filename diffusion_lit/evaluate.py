@@ -6,11 +6,14 @@ The metrics, the sampler sweeps and the protocol cards are described in
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from diffusion_lit.runs.evaluation import evaluate
 from diffusion_lit.utils.errors import report_user_errors
+from diffusion_lit.utils.overrides import options_of_checkpoint_group
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 
@@ -20,4 +23,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = options_of_checkpoint_group(sys.argv, "sampler")  # sampler.steps=20: the checkpoint's sampler
     main()

@@ -90,6 +90,20 @@ def test_sample_reads_checkpoint_and_writes_grid_and_tensors(trained_run, tmp_pa
     assert not (tmp_path / "outputs").exists()  # sampling writes only what it was asked for
 
 
+def test_evaluate_and_edit_change_the_checkpoints_sampler_without_naming_one(trained_run, tmp_path):
+    """``sampler.steps=3`` without ``sampler=<name>``: the checkpoint's sampler (ddpm_fast) with 3
+    steps; a bad option of it stops before any sampling."""
+    ckpt = f"ckpt={trained_run[0] / 'checkpoints' / 'last.ckpt'}"
+    out = tmp_path / "scores.json"
+    common = ["metrics=triangles", "num_samples=4", "num_real=8", "sample_batch_size=4"]
+    run_cli("diffusion_lit.evaluate", ckpt, *common, "sampler.steps=3", f"out={out}", cwd=tmp_path)
+    scores = json.loads(out.read_text())
+    assert scores["network_calls"] == 3 and scores["protocol"]["sampler"]["steps"] == 3
+    assert scores["protocol"]["sampler"]["_target_"].endswith("ddpm_sample")
+    result = run_cli("diffusion_lit.edit", ckpt, "task=forward", "sampler.steps=0", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "sampler.steps must be an integer >= 1" in result.stderr
+
+
 def test_sample_reports_missing_and_foreign_checkpoints(tmp_path):
     result = run_cli("diffusion_lit.sample", "ckpt=nope.ckpt", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "checkpoint not found" in result.stderr and "Traceback" not in result.stderr
@@ -171,6 +185,7 @@ def test_every_config_composes(override):
         # Sampler options are checked before any training (they are first used by the first grid).
         ("sampler=ddim sampler.eta=2", "sampler.eta must lie in [0, 1]"),
         ("sampler.steps=0", "sampler.steps must be an integer >= 1"),
+        ("optimizer.lr=-1", "optimizer: Invalid learning rate: -1"),
     ],
 )
 def test_bad_config_values_stop_with_a_clear_message(tmp_path, override, message):

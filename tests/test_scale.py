@@ -119,12 +119,13 @@ def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path):
     assert result.returncode == 1  # the sweep says that a job failed
     failed, completed = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     failure = json.loads((failed / "results.json").read_text())
-    assert failure["status"] == "failed" and failure["error"] == "ValueError: Invalid learning rate: -1"
-    assert "Traceback" in (failed / "error.txt").read_text()
+    # A user error (the optimizer is checked before training): its message, no traceback.
+    assert failure["status"] == "failed" and failure["error"].startswith("optimizer: Invalid learning rate: -1")
+    assert (failed / "error.txt").read_text().strip() == failure["error"]
     assert json.loads((completed / "results.json").read_text())["status"] == "completed"
-    assert "job 0 failed: ValueError: Invalid learning rate: -1" in result.stderr
+    assert "job 0 failed: optimizer: Invalid learning rate: -1" in result.stderr
     assert "1 of 2 jobs completed" in result.stdout
-    assert "failed: ValueError: Invalid learning rate: -1" in (tmp_path / "sweep" / "report.md").read_text()
+    assert "failed: optimizer: Invalid learning rate: -1" in (tmp_path / "sweep" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("launcher", ["slurm", "submitit_slurm"])

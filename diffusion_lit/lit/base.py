@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import torch
 
 from diffusion_lit import __version__
-from diffusion_lit.utils.errors import check_choice
+from diffusion_lit.utils.errors import UserError, check_choice
 
 LrDecay = Literal["none", "cosine"]
 LR_DECAYS: tuple[str, ...] = get_args(LrDecay)
@@ -38,6 +38,15 @@ def lr_factor(step: int, warmup: int, decay: LrDecay = "none", total_steps: int 
 
 def check_lr_decay(decay: str) -> LrDecay:
     return check_choice("lr_decay", decay, LR_DECAYS)  # type: ignore[return-value]
+
+
+def check_optimizer(optimizer_factory: Callable[..., torch.optim.Optimizer], key: str = "optimizer") -> None:
+    """Build the optimizer over one dummy parameter, so that torch checks its options (lr,
+    betas, weight decay, ...) before a run loads data, not when the first step is due."""
+    try:
+        optimizer_factory(params=[torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{key}: {error}; check the {key}.* values (e.g. {key}.lr must be > 0).") from None
 
 
 class TrainingModule(pl.LightningModule):

@@ -62,6 +62,17 @@ def build_module(
     )
 
 
+def sampler_config(stored: DictConfig | dict, override: DictConfig | dict | None) -> DictConfig:
+    """The sampler a checkpoint is sampled with: its own (``stored``), replaced by ``override`` when
+    that names a sampler (``_target_``, from ``sampler=<name>``), else with ``override``'s options
+    (``sampler.steps=20`` alone) merged into it."""
+    if not override:
+        return OmegaConf.create(stored)
+    if "_target_" in override:
+        return OmegaConf.create(override)
+    return OmegaConf.merge(stored, override)
+
+
 def load_checkpoint(
     path: str | Path,
     sampler: DictConfig | None = None,
@@ -71,8 +82,8 @@ def load_checkpoint(
 ) -> DiffusionModule | SingleStepDenoiser:
     """Rebuild the module stored in a diffusion_lit checkpoint and load its (EMA) weights.
 
-    ``sampler`` and ``sample_precision``, when given, replace the sampler config and
-    ``model.sample_precision`` saved with the checkpoint. ``kind`` is the module class the
+    ``sampler`` (see :func:`sampler_config`) and ``sample_precision``, when given, replace the
+    sampler config and ``model.sample_precision`` saved with the checkpoint. ``kind`` is the module class the
     caller can use (None: any).
     """
     path = Path(path).expanduser()
@@ -92,7 +103,7 @@ def load_checkpoint(
     if "num_steps" in cfg.get("sampler", {}):  # checkpoints written before the key was renamed
         cfg.sampler.steps = cfg.sampler.pop("num_steps")
     if sampler is not None:
-        cfg.sampler = sampler
+        cfg.sampler = sampler_config(cfg.sampler, sampler)
     if sample_precision is not None:
         cfg.model.sample_precision = sample_precision
     module = build_module(cfg, tuple(stored["image_shape"]), run_config=stored["config"])

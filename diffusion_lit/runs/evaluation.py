@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 from diffusion_lit.diffusion.likelihood import variational_bound
-from diffusion_lit.lit.build import attach_guide, data_module_for, load_checkpoint
+from diffusion_lit.lit.build import attach_guide, data_module_for, load_checkpoint, sampler_config
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.sample_metrics import SAMPLE_METRICS, SampleMetrics, card_for, check_metric_names, real_batches
 from diffusion_lit.utils.console import console
@@ -154,7 +154,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if sample_names:
         metrics = SampleMetrics(sample_names, module, datamodule, cfg, instantiate(cfg.extractor))
         calls = count_network_calls(module)
-        sampler_cfg = OmegaConf.create(cfg.sampler if cfg.get("sampler") else module.run_config["sampler"])
+        sampler_cfg = sampler_config(module.run_config["sampler"], cfg.get("sampler"))
         rows = []
         for steps in list(cfg.sweep_steps or [None]):
             if steps is not None:

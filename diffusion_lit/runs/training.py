@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lit.diffusion.samplers import check_sampler
 from diffusion_lit.diffusion.schedules import NoiseSchedule
+from diffusion_lit.lit.base import check_optimizer
 from diffusion_lit.lit.build import attach_guide, build_module
 from diffusion_lit.lit.loggers import finish, log_config, log_images, log_results
 from diffusion_lit.lit.module import DiffusionModule
@@ -137,6 +138,7 @@ def train(cfg: DictConfig) -> float | None:
     metric_names = eval_metric_names(cfg)
     if not cfg.get("denoiser"):  # the sampler of the grids, the FID callback and the final samples
         check_sampler(instantiate(cfg.sampler), NoiseSchedule(instantiate(cfg.schedule)))
+    check_optimizer(instantiate(cfg.optimizer))
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("float32_matmul_precision"):
