@@ -55,7 +55,7 @@ def mnist_root(mnist_standin_root) -> Path:
     return SHARED_DATASETS if has_real_mnist() else mnist_standin_root
 
 
-@pytest.fixture(scope="session", params=["real", "standin"])
+@pytest.fixture(params=["real", "standin"])  # function scope: no reordering of module-scoped fixtures
 def each_mnist_root(request, mnist_standin_root) -> Path:
     """Each MNIST source in turn, for tests whose assertions depend on the images: the real files
     (skipped where ../shared is absent, as on a user's fresh clone) and the stand-in, so that a

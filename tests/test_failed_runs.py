@@ -2,6 +2,7 @@
 the checkpoint it wrote before failing."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from omegaconf import open_dict
 from diffusion_lit.lit.build import load_checkpoint
 from diffusion_lit.runs.jobs import run_job
 from diffusion_lit.runs.training import train
+from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import run_cli
 
@@ -40,6 +42,29 @@ def test_a_nan_loss_is_recorded_and_the_last_good_checkpoint_stays_loadable(tmp_
     assert "Traceback" in (run_dir / "error.txt").read_text()
     module = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # written at the end of epoch 1
     assert all(torch.isfinite(parameter).all() for parameter in module.parameters())
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("sampler=ddim sampler.eta=2", "sampler.eta must lie in [0, 1]"),
+        ("sampler.steps=0", "sampler.steps must be an integer >= 1"),
+        ("sampler=dpm_solver sampler.spacing=log", "sampler.spacing must be one of"),
+        ("optimizer.lr=-1", "optimizer: Invalid learning rate: -1"),
+        ("optimizer.betas=[0.9,1.5]", "optimizer: Invalid beta parameter"),
+    ],
+)
+def test_options_used_late_in_a_run_are_checked_before_the_data_is_loaded(tmp_path, override, message):
+    """The sampler is first used by the first sample grid and the optimizer at the first step; a
+    missing dataset would be the first error if they were checked later."""
+    missing_mnist = ["data=mnist", f"data.root={tmp_path / 'nothing'}", "data.download=false"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=["model=tiny", "debug=smoke", *missing_mnist, *override.split(), f"paths.output_dir={tmp_path}"],
+        )
+    with pytest.raises(UserError, match=re.escape(message)):
+        train(cfg)
 
 
 def test_a_user_error_inside_the_run_is_recorded_too(tmp_path):
