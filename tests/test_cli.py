@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from diffusion_lit.lit.build import load_checkpoint
 from diffusion_lit.runs.report import draw_run_losses, logged_curve
+from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.images import plt
+from diffusion_lit.utils.overrides import options_of_checkpoint_group
 from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import run_cli
 
@@ -100,8 +104,14 @@ def test_evaluate_and_edit_change_the_checkpoints_sampler_without_naming_one(tra
     scores = json.loads(out.read_text())
     assert scores["network_calls"] == 3 and scores["protocol"]["sampler_options"]["steps"] == 3
     assert scores["protocol"]["sampler"] == "ddpm_sample"  # the checkpoint's (ddpm_fast), not a new one
-    result = run_cli("diffusion_lit.edit", ckpt, "task=forward", "sampler.steps=0", cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "sampler.steps must be an integer >= 1" in result.stderr
+    # edit takes the same path (its entry point rewrites the same overrides); a bad option stops it.
+    assert options_of_checkpoint_group(["edit", "task=forward", "sampler.steps=0"], "sampler")[2] == "+sampler.steps=0"
+    with pytest.raises(UserError, match="sampler.steps must be an integer >= 1"):
+        load_checkpoint(trained_run[0] / "checkpoints" / "last.ckpt", sampler=OmegaConf.create({"steps": 0}))
+    # With sampler=<name>, the group's keys exist: nothing is rewritten.
+    assert options_of_checkpoint_group(["x", "sampler=ddim", "sampler.steps=5"], "sampler") == [
+        "x", "sampler=ddim", "sampler.steps=5",
+    ]  # fmt: skip
 
 
 def test_sample_reports_missing_and_foreign_checkpoints(tmp_path):

@@ -15,7 +15,6 @@ from diffusion_lit.runs.jobs import run_job
 from diffusion_lit.runs.training import train
 from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.paths import CONFIG_DIR
-from tests.conftest import run_cli
 
 
 class PoisonAfterFirstEpoch(Callback):
@@ -67,12 +66,16 @@ def test_options_used_late_in_a_run_are_checked_before_the_data_is_loaded(tmp_pa
         train(cfg)
 
 
-def test_a_user_error_inside_the_run_is_recorded_too(tmp_path):
-    result = run_cli(
-        "diffusion_lit.train", "model=tiny", "debug=smoke", "data=mnist", f"data.root={tmp_path / 'nothing'}",
-        "data.download=false", "hydra.run.dir=run", cwd=tmp_path, check=False,
-    )  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["status"] == "failed" and results["error"][:60] in result.stderr
-    assert (tmp_path / "run" / "error.txt").read_text().strip() == results["error"]
+def test_a_user_error_inside_the_run_is_recorded_too(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    missing_mnist = ["data=mnist", f"data.root={tmp_path / 'nothing'}", "data.download=false"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train", overrides=["model=tiny", "debug=smoke", *missing_mnist, f"paths.output_dir={run_dir}"]
+        )
+    with pytest.raises(SystemExit) as exited:  # what the train command does: one line, status 2
+        run_job(lambda: train(cfg), run_dir)
+    assert exited.value.code == 2
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "failed" and results["error"][:60] in capsys.readouterr().err
+    assert (run_dir / "error.txt").read_text().strip() == results["error"]
