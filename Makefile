@@ -39,7 +39,7 @@ lint: install ## ruff check and format check; lint-imports (the layer contract i
 	$(BIN)/lint-imports
 
 clean: ## remove run outputs and caches (keeps .venv and the data root)
-	rm -rf outputs multirun lightning_logs .pytest_cache .ruff_cache
+	rm -rf outputs multirun lightning_logs .pytest_cache .ruff_cache .import_linter_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 .PHONY: help install train test lint clean
