@@ -51,6 +51,7 @@ def test_a_nan_loss_is_recorded_and_the_last_good_checkpoint_stays_loadable(tmp_
         ("sampler=dpm_solver sampler.spacing=log", "sampler.spacing must be one of"),
         ("optimizer.lr=-1", "optimizer: Invalid learning rate: -1"),
         ("optimizer.betas=[0.9,1.5]", "optimizer: Invalid beta parameter"),
+        ("eval.metrics=[fid] eval.extractor=inception", "the feature network is chosen with the extractor group"),
     ],
 )
 def test_options_used_late_in_a_run_are_checked_before_the_data_is_loaded(tmp_path, override, message):

@@ -22,7 +22,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from diffusion_lit.callbacks.cadence import is_due
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.sample_metrics import real_features
-from diffusion_lit.metrics.features import DomainFeatures, FeatureExtractor
+from diffusion_lit.metrics.features import DomainFeatures, FeatureExtractor, check_extractor
 from diffusion_lit.metrics.fid import PrecomputedFeatures, extract_features
 from diffusion_lit.metrics.protocol import protocol_card
 from diffusion_lit.utils.errors import UserError
@@ -60,7 +60,8 @@ class FIDCallback(Callback):
                 "callbacks.fid: every_n_epochs must be >= 0 (0 = off), num_samples and num_real >= 2, batch_size >= 1."
             )
         self.every_n_epochs, self.num_samples, self.num_real = every_n_epochs, num_samples, num_real
-        self.extractor_class, self.reference_split = extractor, reference_split
+        self.extractor_class = check_extractor(extractor, "callbacks.fid.extractor")
+        self.reference_split = reference_split
         self.batch_size, self.seed, self.kid = batch_size, seed, kid
         self.extractor = None
         self.real: torch.Tensor | None = None

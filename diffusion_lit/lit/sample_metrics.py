@@ -23,7 +23,7 @@ from diffusion_lit.data.base import first_batches, split_set
 from diffusion_lit.data.batch import images_of, labels_of
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.metrics import fid as fid_metrics
-from diffusion_lit.metrics.features import DomainFeatures, FeatureExtractor
+from diffusion_lit.metrics.features import DomainFeatures, FeatureExtractor, check_extractor
 from diffusion_lit.metrics.fid import extract_features
 from diffusion_lit.metrics.memorization import memorization_report, save_gallery
 from diffusion_lit.metrics.protocol import protocol_card
@@ -47,6 +47,11 @@ def needs_extractor(names: list[str], extractor: FeatureExtractor) -> set[Featur
     """The feature networks the sample metrics ``names`` load (digits always uses the domain one)."""
     wanted = {extractor} if set(names) & set(FEATURE_METRICS) else set()
     return wanted | ({DomainFeatures} if "digits" in names else set())
+
+
+def extractor_of(node: Any, key: str) -> FeatureExtractor:
+    """The feature network class a config node (``conf/extractor/*.yaml``) selects."""
+    return check_extractor(node if isinstance(node, str) else instantiate(node), key)
 
 
 def check_extractor_weights(names: list[str], extractor: FeatureExtractor, data_dir: str | Path) -> None:
@@ -222,7 +227,7 @@ def training_run_metrics(
     definitions as ``evaluate`` (feature metrics named ``fid/<extractor>`` etc., as the FID
     callback logs them) and a protocol card."""
     cfg = sample_metrics_config(eval_cfg.num_real, eval_cfg.reference_split)
-    metrics = SampleMetrics(names, module, datamodule, cfg, instantiate(eval_cfg.extractor))
+    metrics = SampleMetrics(names, module, datamodule, cfg, extractor_of(eval_cfg.extractor, "eval.extractor"))
     values = metrics(samples, module.default_labels(samples.shape[0]))  # the labels sample_in_batches used
     per_extractor = ("fid", "kid", "kid_std", "precision", "recall")
     results = {

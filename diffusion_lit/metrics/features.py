@@ -167,3 +167,14 @@ class DomainFeatures(nn.Module):
 # A feature network is chosen by its class (conf/extractor/*.yaml name it): the class says where
 # its weights are without loading them, so a run can check them before training, and loads them.
 FeatureExtractor = type[InceptionFeatures] | type[DomainFeatures]
+
+
+def check_extractor(extractor: object, key: str) -> FeatureExtractor:
+    """``extractor`` if it is a feature network class; a name (``eval.extractor=inception``, the
+    form before the extractor group existed) gets a UserError that says what to write instead."""
+    if isinstance(extractor, type) and issubclass(extractor, (InceptionFeatures, DomainFeatures)):
+        return extractor
+    raise UserError(
+        f"{key}={extractor!r}: the feature network is chosen with the extractor group, e.g. "
+        "extractor=inception or extractor=domain on the command line."
+    )

@@ -40,7 +40,14 @@ from rich.table import Table
 from diffusion_lit.diffusion.likelihood import variational_bound
 from diffusion_lit.lit.build import attach_guide, data_module_for, load_checkpoint, sampler_config
 from diffusion_lit.lit.module import DiffusionModule
-from diffusion_lit.lit.sample_metrics import SAMPLE_METRICS, SampleMetrics, card_for, check_metric_names, real_batches
+from diffusion_lit.lit.sample_metrics import (
+    SAMPLE_METRICS,
+    SampleMetrics,
+    card_for,
+    check_metric_names,
+    extractor_of,
+    real_batches,
+)
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.devices import resolve_device
 from diffusion_lit.utils.errors import UserError
@@ -152,7 +159,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     sample_names = [name for name in names if name in SAMPLE_METRICS]
     if sample_names:
-        metrics = SampleMetrics(sample_names, module, datamodule, cfg, instantiate(cfg.extractor))
+        metrics = SampleMetrics(sample_names, module, datamodule, cfg, extractor_of(cfg.extractor, "extractor"))
         calls = count_network_calls(module)
         sampler_cfg = sampler_config(module.run_config["sampler"], cfg.get("sampler"))
         rows = []

@@ -28,6 +28,7 @@ from diffusion_lit.lit.sample_metrics import (
     SAMPLE_METRICS,
     check_extractor_weights,
     check_metric_names,
+    extractor_of,
     training_run_metrics,
 )
 from diffusion_lit.runs.jobs import RESULTS_FILE, ddp_processes_rerun_this_job, write_json
@@ -81,7 +82,7 @@ def eval_metric_names(cfg: DictConfig) -> list[str]:
     check_metric_names(names, SAMPLE_METRICS, key="eval.metrics")
     if cfg.eval.num_samples < 1:
         raise UserError(f"eval.metrics={names} needs eval.num_samples >= 1, got {cfg.eval.num_samples!r}.")
-    check_extractor_weights(names, instantiate(cfg.eval.extractor), cfg.paths.data_dir)
+    check_extractor_weights(names, extractor_of(cfg.eval.extractor, "eval.extractor"), cfg.paths.data_dir)
     return names
 
 
