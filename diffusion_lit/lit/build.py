@@ -83,8 +83,8 @@ def load_checkpoint(
     """Rebuild the module stored in a diffusion_lit checkpoint and load its (EMA) weights.
 
     ``sampler`` (see :func:`sampler_config`) and ``sample_precision``, when given, replace the
-    sampler config and ``model.sample_precision`` saved with the checkpoint. ``kind`` is the module class the
-    caller can use (None: any).
+    sampler config and ``model.sample_precision`` saved with the checkpoint. ``kind`` is the
+    module class the caller can use (None: any).
     """
     path = Path(path).expanduser()
     if not path.is_file():

@@ -24,7 +24,6 @@ from diffusion_lit.data.batch import images_of, labels_of
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.metrics import fid as fid_metrics
 from diffusion_lit.metrics.features import DomainFeatures, FeatureExtractor, check_extractor
-from diffusion_lit.metrics.fid import extract_features
 from diffusion_lit.metrics.memorization import memorization_report, save_gallery
 from diffusion_lit.metrics.protocol import protocol_card
 from diffusion_lit.metrics.triangles import triangle_distribution_distances, triangle_validity
@@ -105,7 +104,7 @@ def real_features(
         except Exception:  # damaged: extract again below
             pass
     batches = first_batches(datamodule, split, count, batch_size)
-    features = extract_features(extractor, (images_of(batch) for batch in batches), batch_size)
+    features = fid_metrics.extract_features(extractor, (images_of(batch) for batch in batches), batch_size)
     with atomic_write(path) as file:
         torch.save({"features": features, "key": key}, file)
     return features
