@@ -114,6 +114,34 @@ def test_evaluate_and_edit_change_the_checkpoints_sampler_without_naming_one(tra
     ]  # fmt: skip
 
 
+def test_sigma_samplers_run_on_a_vp_checkpoint(trained_run):
+    """Old (VP) checkpoints take the new samplers: the model is wrapped as a denoiser in sigma."""
+    ckpt = trained_run[0] / "checkpoints" / "last.ckpt"
+    for name in ("heun", "euler_ancestral", "dpmpp_3m_sde"):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            sampler = compose(config_name="sample", overrides=["ckpt=x", f"sampler={name}", "sampler.steps=3"]).sampler
+        module = load_checkpoint(ckpt, sampler=sampler)
+        samples = module.sample(2, generator=torch.Generator().manual_seed(0))
+        assert samples.shape == (2, 1, 16, 16) and torch.isfinite(samples).all()
+
+
+def test_edm_formulation_trains_and_evaluates_with_every_kind_of_sampler(tmp_path):
+    run_cli("diffusion_lit.train", *SMOKE, "formulation=edm", "hydra.run.dir=edm", cwd=tmp_path)
+    ckpt = tmp_path / "edm" / "checkpoints" / "last.ckpt"
+    module = load_checkpoint(ckpt)
+    assert module.formulation.name == "edm" and module.schedule.sigmas[-1].item() == pytest.approx(80.0, rel=1e-4)
+    out = tmp_path / "scores.json"
+    common = ["metrics=triangles", "num_samples=4", "num_real=8", "sample_batch_size=4", f"ckpt={ckpt}"]
+    run_cli("diffusion_lit.evaluate", *common, "sampler=heun", "sampler.steps=3", f"out={out}", cwd=tmp_path)
+    scores = json.loads(out.read_text())
+    assert scores["network_calls"] == 5 and scores["protocol"]["sampler"] == "heun_sample"  # 2 * 3 - 1
+    for name in ("ddim", "dpm_solver"):  # the timestep samplers run on EDM's table of levels
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            sampler = compose(config_name="sample", overrides=["ckpt=x", f"sampler={name}", "sampler.steps=4"]).sampler
+        samples = load_checkpoint(ckpt, sampler=sampler).sample(2, generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(samples).all()
+
+
 def test_sample_reports_missing_and_foreign_checkpoints(tmp_path):
     result = run_cli("diffusion_lit.sample", "ckpt=nope.ckpt", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "checkpoint not found" in result.stderr and "Traceback" not in result.stderr
@@ -148,7 +176,7 @@ def test_cfg_job_and_help_show_the_composed_config(tmp_path):
     assert "cosine_betas" in result.stdout and "num_timesteps: 200" in result.stdout
     result = run_cli("diffusion_lit.train", "--help", cwd=tmp_path)
     assert "== Config groups ==" in result.stdout
-    assert "schedule: cosine, linear, power, power10, power1_5, power2, sigmoid, sine" in result.stdout
+    assert "schedule: cosine, edm, linear, power, power10, power1_5, power2, sigmoid, sine" in result.stdout
 
 
 def _group_options(group: str) -> list[str]:
@@ -161,6 +189,7 @@ def _group_options(group: str) -> list[str]:
         f"{group}={option}"
         for group in [
             "schedule",
+            "formulation",
             "data",
             "model",
             "sampler",

@@ -106,7 +106,7 @@ def test_timestep_subsequence():
         with pytest.raises(UserError, match="sampler.steps must be an integer >= 1 or null"):
             timestep_subsequence(1000, bad)
     with pytest.raises(UserError, match="sampler.spacing must be one of"):
-        timestep_subsequence(1000, 10, spacing="karras")
+        timestep_subsequence(1000, 10, spacing="quadratic")
 
 
 @pytest.mark.parametrize("betas", [linear_betas(1000), cosine_betas(1000)])

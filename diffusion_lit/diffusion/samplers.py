@@ -79,25 +79,47 @@ class Edit:
     resample: int = 1
 
 
-# Where the respaced timesteps go: evenly in t, or evenly in the half log-SNR (Lu et al. 2022).
-Spacing = Literal["time", "logsnr"]
+# Where the respaced timesteps go: evenly in t, evenly in the half log-SNR (Lu et al. 2022), or
+# on Karras et al. 2022's rho-schedule of noise levels (EDM eq. 5).
+Spacing = Literal["time", "logsnr", "karras"]
 SPACINGS: tuple[str, ...] = get_args(Spacing)
 # The reverse variance of the DDPM step (Ho et al. sec. 3.2).
 Variance = Literal["beta", "beta_tilde"]
 _LOWEST_HALF_LOG_SNR = -5.0
+# The noisy end of Karras spacing (EDM's sigma_max): x_t there is N(0, I) to within 4e-5 in variance.
+KARRAS_SIGMA_MAX = 80.0
+
+
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> np.ndarray:
+    """EDM eq. 5: sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho,
+    i = 0..N-1, descending from sigma_max to sigma_min; rho = 7 puts most levels at low noise
+    (rho = 1 is even in sigma, rho -> inf even in log sigma)."""
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not rho > 0:
+        raise UserError(f"sampler.rho must be a number > 0 (EDM: 7), got {rho!r}.")
+    ramp = np.linspace(0.0, 1.0, steps) if steps > 1 else np.zeros(1)
+    inverse_rho = 1.0 / rho
+    return (sigma_max**inverse_rho + ramp * (sigma_min**inverse_rho - sigma_max**inverse_rho)) ** rho
 
 
 def timestep_subsequence(
-    num_timesteps: int, steps: int | None, spacing: Spacing = "time", alphas_bar: torch.Tensor | None = None
+    num_timesteps: int,
+    steps: int | None,
+    spacing: Spacing = "time",
+    alphas_bar: torch.Tensor | None = None,
+    rho: float = 7.0,
 ) -> list[int]:
-    """``steps`` timestep indices, ascending, always containing 0 and T - 1.
+    """``steps`` timestep indices, ascending, always containing 0 and the start level: T - 1,
+    or for Karras spacing the level of sigma_max.
 
     ``spacing="time"`` spaces them evenly in t (DDPM respacing, DDIM); ``"logsnr"`` evenly in
     the half log-SNR lambda_t = log(alpha_t / sigma_t) (needs ``alphas_bar``), which DPM-Solver
     recommends for low-resolution images (Lu et al. 2022, sec. 3.3): it puts more steps at low
-    noise, where small images get their detail. Indices that would coincide are pushed apart,
-    so there are always exactly ``steps`` of them. ``steps=None`` (or T, or more than T) gives
-    every timestep.
+    noise, where small images get their detail. ``"karras"`` takes the timesteps nearest (in
+    log sigma, sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)) to :func:`karras_sigmas` from
+    min(sigma_{T-1}, 80) down to sigma_0 (EDM sec. 3); a sampling run then starts at that level,
+    where x_t is noise to within 4e-5 in variance, instead of at T - 1. Indices that would
+    coincide are pushed apart, so there are always exactly ``steps`` of them. ``steps=None``
+    (or T, or more than T) gives every timestep.
     """
     check_choice("sampler.spacing", spacing, SPACINGS)
     if steps is None:
@@ -107,11 +129,21 @@ def timestep_subsequence(
     if steps >= num_timesteps:
         return list(range(num_timesteps))
     steps = int(steps)
+    top = num_timesteps - 1
+    if spacing == "karras":
+        if alphas_bar is None:
+            raise ValueError("karras spacing needs the schedule's alphas_bar")
+        alpha_bar = alphas_bar.double().cpu().numpy()
+        log_sigmas = 0.5 * (np.log1p(-alpha_bar) - np.log(alpha_bar))  # increasing in t
+        sigma_max = min(math.exp(log_sigmas[-1]), KARRAS_SIGMA_MAX)
+        targets = karras_sigmas(steps, math.exp(log_sigmas[0]), sigma_max, rho)[::-1]  # ascending
+        positions = np.interp(np.log(targets), log_sigmas, np.arange(num_timesteps))
+        top = max(int(np.rint(positions[-1])), steps - 1)
     if steps == 1:
-        return [num_timesteps - 1]
+        return [top]
     if spacing == "time":
         positions = np.linspace(0, num_timesteps - 1, steps)
-    else:
+    elif spacing == "logsnr":
         if alphas_bar is None:
             raise ValueError("logsnr spacing needs the schedule's alphas_bar")
         alpha_bar = alphas_bar.double().cpu().numpy()
@@ -123,11 +155,11 @@ def timestep_subsequence(
         # Fractional timestep of each target by linear interpolation (np.interp needs increasing x).
         positions = np.interp(targets, half_log_snr[::-1], np.arange(num_timesteps)[::-1])
     indices = np.rint(positions).astype(np.int64)
-    indices[0], indices[-1] = 0, num_timesteps - 1
+    indices[0], indices[-1] = 0, top
     for i in range(1, steps):  # strictly increasing, upwards ...
         indices[i] = max(indices[i], indices[i - 1] + 1)
-    indices[-1] = num_timesteps - 1
-    for i in range(steps - 2, -1, -1):  # ... and at most T - 1, downwards
+    indices[-1] = top
+    for i in range(steps - 2, -1, -1):  # ... and at most the start level, downwards
         indices[i] = min(indices[i], indices[i + 1] - 1)
     return indices.tolist()
 
@@ -138,7 +170,7 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
-class _Trajectory:
+class Trajectory:
     """The pairs (t, s) of one sampling run, from T - 1 down to the clean image, with float64
     schedule values; s = None stands for the clean image (alpha_bar = 1)."""
 
@@ -150,10 +182,11 @@ class _Trajectory:
         device: torch.device,
         timesteps: list[int] | None = None,
         spacing: Spacing = "time",
+        rho: float = 7.0,
         edit: Edit | None = None,
     ) -> None:
         if timesteps is None:
-            timesteps = timestep_subsequence(schedule.num_timesteps, steps, spacing, schedule.alphas_bar)
+            timesteps = timestep_subsequence(schedule.num_timesteps, steps, spacing, schedule.alphas_bar, rho)
         if edit is not None and edit.t_start is not None:
             t_start = edit.t_start
             if isinstance(t_start, bool) or int(t_start) != t_start or not 0 <= t_start < schedule.num_timesteps:
@@ -193,7 +226,7 @@ def _denoise(
     return x0, eps
 
 
-def _report(callback: SamplerCallback | None, index: int, total: int, t: int, x: torch.Tensor, x0: torch.Tensor):
+def report_step(callback: SamplerCallback | None, index: int, total: int, t: int, x: torch.Tensor, x0: torch.Tensor):
     if callback is not None:
         callback(SamplerStep(index=index, num_steps=total, t=t, x=x, x0_pred=x0))
 
@@ -204,7 +237,7 @@ StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, int], torch.Te
 
 def _run(
     model_fn: ModelFn,
-    path: _Trajectory,
+    path: Trajectory,
     noise: torch.Tensor,
     clip_x0: bool,
     callback: SamplerCallback | None,
@@ -230,11 +263,11 @@ def _run(
             ratio = path.alpha_bar(t) / path.alpha_bar(s)
             x = math.sqrt(ratio) * x_s + math.sqrt(1.0 - ratio) * randn_like(x_s, generator)
         x = x_s
-        _report(callback, index, len(path), t, x, x0)
+        report_step(callback, index, len(path), t, x, x0)
     return x
 
 
-def _single_step_only(edit: Edit | None, sampler: str) -> None:
+def check_single_step(edit: Edit | None, sampler: str) -> None:
     if edit is not None and edit.resample > 1:
         raise UserError(
             f"RePaint resampling (resample > 1) needs a single-step sampler (ddpm, ddim, strided, sde); "
@@ -255,6 +288,7 @@ def ddpm_sample(
     variance: Variance = "beta_tilde",
     clip_x0: bool = True,
     spacing: Spacing = "time",
+    rho: float = 7.0,
 ) -> torch.Tensor:
     """Ancestral sampling of Ho et al. 2020 (Algorithm 2), optionally on fewer steps.
 
@@ -273,7 +307,7 @@ def ddpm_sample(
        final step.
     """
     check_choice("sampler.variance", variance, get_args(Variance))
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
+    path = Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, rho=rho, edit=edit)
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
         alpha_bar_t, alpha_bar_s = path.alpha_bar(t), path.alpha_bar(s)
@@ -301,6 +335,7 @@ def ddim_sample(
     eta: float = 0.0,
     clip_x0: bool = True,
     spacing: Spacing = "time",
+    rho: float = 7.0,
 ) -> torch.Tensor:
     """DDIM (Song, Meng and Ermon 2021), one network evaluation per step.
 
@@ -309,13 +344,13 @@ def ddim_sample(
     """
     if not 0.0 <= eta <= 1.0:
         raise UserError(f"sampler.eta must lie in [0, 1] (0 = deterministic DDIM, 1 = DDPM), got {eta!r}.")
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
+    path = Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, rho=rho, edit=edit)
     return _ddim_loop(model_fn, path, noise, eta, clip_x0, generator, callback, edit)
 
 
 def _ddim_loop(
     model_fn: ModelFn,
-    path: _Trajectory,
+    path: Trajectory,
     noise: torch.Tensor,
     eta: float,
     clip_x0: bool,
@@ -337,7 +372,12 @@ def _ddim_loop(
 
 @torch.inference_mode()
 def ddim_invert(
-    model_fn: ModelFn, schedule: NoiseSchedule, x0: torch.Tensor, steps: int | None = 50, spacing: Spacing = "time"
+    model_fn: ModelFn,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    steps: int | None = 50,
+    spacing: Spacing = "time",
+    rho: float = 7.0,
 ) -> torch.Tensor:
     """Run deterministic DDIM backwards, from clean images to the noise x_T that
     :func:`ddim_sample` (``eta=0, clip_x0=False``, same ``steps``) maps back to them.
@@ -346,7 +386,7 @@ def ddim_invert(
     approximation of DDIM inversion, exact as the steps shrink): the first step from the
     clean image uses eps at t_0, the smallest timestep.
     """
-    path = _Trajectory(schedule, steps, x0.shape[0], x0.device, spacing=spacing)
+    path = Trajectory(schedule, steps, x0.shape[0], x0.device, spacing=spacing, rho=rho)
     x = x0
     for t, s in reversed(path.pairs()):
         alpha_bar_t, alpha_bar_s = path.alpha_bar(t), path.alpha_bar(s)
@@ -386,7 +426,7 @@ def strided_sample(
         raise UserError(f"sampler.stride must be an integer >= 1, got {stride!r}.")
     else:
         timesteps = sorted({*range(schedule.num_timesteps - 1, -1, -int(stride)), 0})
-    path = _Trajectory(schedule, None, noise.shape[0], noise.device, timesteps=timesteps, edit=edit)
+    path = Trajectory(schedule, None, noise.shape[0], noise.device, timesteps=timesteps, edit=edit)
     return _ddim_loop(model_fn, path, noise, 0.0, clip_x0, generator, callback, edit)
 
 
@@ -402,11 +442,13 @@ def dpm_solver_sample(
     edit: Edit | None = None,
     clip_x0: bool = True,
     spacing: Spacing = "logsnr",
+    rho: float = 7.0,
     stochastic: bool = False,
+    order: int = 2,
 ) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), one network evaluation
-    per step; meant for 10-25 steps. Deterministic, or with ``stochastic=True`` its SDE
-    variant (see below).
+    """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2) and its 3rd-order multistep
+    form, one network evaluation per step; meant for 10-25 steps (SDE variants: 20-50).
+    Deterministic, or with ``stochastic=True`` the SDE variants (see below).
 
     With lambda_t = log(alpha_t / sigma_t), step size h_i = lambda_{t_i} - lambda_{t_{i-1}}
     and the data prediction x0_i at step i, the update is the exponential integrator
@@ -425,29 +467,50 @@ def dpm_solver_sample(
                   + alpha_{t_i} (1 - exp(-2 h_i)) D_i + sigma_{t_i} sqrt(1 - exp(-2 h_i)) z,
 
     which, like ancestral DDPM, injects fresh noise that corrects the model's errors.
+
+    ``order=3`` (DPM-Solver++(3M), with ``stochastic=True`` the 3M-SDE sampler of k-diffusion)
+    expands the data prediction to second order in lambda from the last three predictions:
+    with eta = 1 (SDE) or 0, g = (1 + eta) h, phi_2 = (exp(-g) - 1) / g + 1, phi_3 = phi_2 / g - 1/2,
+    r0 = h_{i-1} / h_i, r1 = h_{i-2} / h_i, d0 = (x0_{i-1} - x0_{i-2}) / r0, d1 = (x0_{i-2} - x0_{i-3}) / r1:
+
+        x_{t_i} = (sigma_{t_i} / sigma_{t_{i-1}}) exp(-eta h) x_{t_{i-1}} + alpha_{t_i} (1 - exp(-g)) x0_{i-1}
+                  + alpha_{t_i} (phi_2 (d0 + (d0 - d1) r0 / (r0 + r1)) - phi_3 (d0 - d1) / (r0 + r1))
+                  + [SDE] sigma_{t_i} sqrt(1 - exp(-2 h)) z,
+
+    with the phi_2 d0 term alone on the second step and neither on the first.
     """
-    _single_step_only(edit, "dpm_solver")
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
-    history: list[tuple[torch.Tensor, float]] = []  # (x0_hat, h) of the previous step
+    if order not in (2, 3) or isinstance(order, bool):
+        raise UserError(f"sampler.order must be 2 (DPM-Solver++(2M)) or 3 (3M), got {order!r}.")
+    check_single_step(edit, "dpm_solver")
+    path = Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, rho=rho, edit=edit)
+    history: list[tuple[torch.Tensor, float]] = []  # (x0_hat, h) of the previous steps, newest first
+    eta = 1.0 if stochastic else 0.0
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
         alpha_bar_t, alpha_bar_s = path.alpha_bar(t), path.alpha_bar(s)
         h = 0.5 * (math.log(alpha_bar_s / (1.0 - alpha_bar_s)) - math.log(alpha_bar_t / (1.0 - alpha_bar_t)))
-        direction = x0
-        if history:
-            previous_x0, previous_h = history[-1]
-            r = previous_h / h
-            direction = (1.0 + 0.5 / r) * x0 - (0.5 / r) * previous_x0
-        history[:] = [(x0, h)]
+        g = (1.0 + eta) * h
         sigma_ratio = math.sqrt((1.0 - alpha_bar_s) / (1.0 - alpha_bar_t))
-        if not stochastic:
-            return sigma_ratio * x - math.sqrt(alpha_bar_s) * math.expm1(-h) * direction
-        decay = -math.expm1(-2.0 * h)  # 1 - exp(-2h)
-        return (
-            sigma_ratio * math.exp(-h) * x
-            + math.sqrt(alpha_bar_s) * decay * direction
-            + math.sqrt((1.0 - alpha_bar_s) * decay) * randn_like(x, generator)
-        )
+        x_s = sigma_ratio * math.exp(-eta * h) * x - math.sqrt(alpha_bar_s) * math.expm1(-g) * x0
+        if order == 2 and history:
+            previous_x0, previous_h = history[0]
+            r = previous_h / h
+            x_s = x_s - math.sqrt(alpha_bar_s) * math.expm1(-g) * (0.5 / r) * (x0 - previous_x0)
+        elif order == 3 and history:
+            phi_2 = math.expm1(-g) / g + 1.0
+            r0 = history[0][1] / h
+            d0 = (x0 - history[0][0]) / r0
+            correction = phi_2 * d0
+            if len(history) > 1:
+                r1 = history[1][1] / h
+                d1 = (history[0][0] - history[1][0]) / r1
+                phi_3 = phi_2 / g - 0.5
+                correction = phi_2 * (d0 + (d0 - d1) * r0 / (r0 + r1)) - phi_3 * (d0 - d1) / (r0 + r1)
+            x_s = x_s + math.sqrt(alpha_bar_s) * correction
+        history[:] = [(x0, h), *history[:1]]
+        if stochastic:
+            x_s = x_s + math.sqrt((1.0 - alpha_bar_s) * -math.expm1(-2.0 * h)) * randn_like(x, generator)
+        return x_s
 
     return _run(model_fn, path, noise, clip_x0, callback, step, edit, generator)
 
@@ -464,6 +527,7 @@ def sde_sample(
     edit: Edit | None = None,
     clip_x0: bool = True,
     spacing: Spacing = "time",
+    rho: float = 7.0,
 ) -> torch.Tensor:
     """Euler-Maruyama on the reverse-time VP SDE (Song et al. 2021, eqs. 6 and 11).
 
@@ -480,7 +544,7 @@ def sde_sample(
     Song et al. do. One network evaluation per step; first order, so it wants many steps
     (hundreds to T).
     """
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
+    path = Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, rho=rho, edit=edit)
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, s: int) -> torch.Tensor:
         alpha_bar_t = path.alpha_bar(t)
@@ -506,6 +570,7 @@ def ode_sample(
     edit: Edit | None = None,
     clip_x0: bool = True,
     spacing: Spacing = "logsnr",
+    rho: float = 7.0,
 ) -> torch.Tensor:
     """Heun's method (2nd order) on the probability-flow ODE (Song et al. 2021, eq. 13).
 
@@ -523,8 +588,8 @@ def ode_sample(
     correction and x0_hat is merely the data mean), and the last, to u = 0, which returns
     x0_hat(x_{t_0}, t_0). Deterministic given the noise; 2 * steps - 2 network evaluations.
     """
-    _single_step_only(edit, "ode (Heun)")
-    path = _Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, edit=edit)
+    check_single_step(edit, "ode (Heun)")
+    path = Trajectory(schedule, steps, noise.shape[0], noise.device, spacing=spacing, rho=rho, edit=edit)
     noisiest = path.timesteps[-1]
 
     def step(x: torch.Tensor, x0: torch.Tensor, eps_t: torch.Tensor, t: int, s: int) -> torch.Tensor:

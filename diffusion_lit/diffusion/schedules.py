@@ -133,6 +133,26 @@ def sigmoid_betas(
     return _betas_from_alphas_bar(gamma[1:] / gamma[0], max_beta)
 
 
+def edm_betas(num_timesteps: int = 1000, sigma_min: float = 0.002, sigma_max: float = 80.0) -> np.ndarray:
+    """The noise levels of the EDM formulation (Karras et al. 2022) as a discrete table.
+
+    EDM writes x = x_0 + sigma eps with sigma in [sigma_min, sigma_max] (0.002 and 80 in the
+    paper, sec. 5 and Table 1). Dividing by sqrt(1 + sigma^2) gives the VP form used everywhere
+    here, x_t = sqrt(alphas_bar) x_0 + sqrt(1 - alphas_bar) eps with alphas_bar = 1 / (1 + sigma^2),
+    so every sampler, edit task and metric runs on an EDM model unchanged. The T levels are spaced
+    evenly in log sigma (1.06% apart for the defaults): the table is only where samplers look
+    noise levels up; EDM trains on continuous sigma (:class:`~diffusion_lit.diffusion.formulations.EDM`).
+    """
+    _check_num_timesteps(num_timesteps)
+    if not 0.0 < sigma_min < sigma_max:
+        raise UserError(
+            f"schedule.sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max, got {sigma_min!r} and "
+            f"{sigma_max!r} (EDM uses 0.002 and 80)."
+        )
+    sigmas = np.exp(np.linspace(math.log(sigma_min), math.log(sigma_max), num_timesteps, dtype=np.float64))
+    return _betas_from_alphas_bar(1.0 / (1.0 + sigmas**2), max_beta=1.0 - 1e-12)
+
+
 class NoiseSchedule(nn.Module):
     """Every quantity of the forward process derived once from the betas.
 
@@ -152,6 +172,8 @@ class NoiseSchedule(nn.Module):
     ``posterior_mean_coef_x0``  sqrt(alphas_bar_prev) beta_t / (1 - alphas_bar)
     ``posterior_mean_coef_xt``  sqrt(alpha_t) (1 - alphas_bar_prev) / (1 - alphas_bar)
     ``log_snr``                 log(alphas_bar / (1 - alphas_bar))
+    ``sigmas``                  sqrt((1 - alphas_bar) / alphas_bar): the noise level of
+                                x_t / sqrt(alphas_bar) = x_0 + sigma eps (Karras et al. 2022)
     ==========================  ==================================================
 
     The posterior coefficients are eqs. 6-7 of Ho et al. 2020 (eqs. 4 and 6 of the practical).
@@ -168,6 +190,7 @@ class NoiseSchedule(nn.Module):
     posterior_mean_coef_x0: torch.Tensor
     posterior_mean_coef_xt: torch.Tensor
     log_snr: torch.Tensor
+    sigmas: torch.Tensor
 
     def __init__(self, betas: np.ndarray | torch.Tensor | list[float]) -> None:
         super().__init__()
@@ -199,6 +222,7 @@ class NoiseSchedule(nn.Module):
             "posterior_mean_coef_x0": np.sqrt(alphas_bar_prev) * betas64 / (1.0 - alphas_bar),
             "posterior_mean_coef_xt": np.sqrt(alphas) * (1.0 - alphas_bar_prev) / (1.0 - alphas_bar),
             "log_snr": np.log(alphas_bar) - np.log1p(-alphas_bar),
+            "sigmas": np.sqrt((1.0 - alphas_bar) / alphas_bar),
         }
         for name, values in derived.items():
             self.register_buffer(name, torch.from_numpy(values).float(), persistent=False)

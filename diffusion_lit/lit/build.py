@@ -58,6 +58,7 @@ def build_module(
         run_config=run_config,
         channels_last=model.get("channels_last", False),
         compile=model.get("compile", False),
+        formulation=instantiate(cfg.formulation) if cfg.get("formulation") else None,
         sample_precision=model.get("sample_precision", "32-true"),
     )
 

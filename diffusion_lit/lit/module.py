@@ -13,15 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffusion_lit.data.batch import images_of, labels_of
+from diffusion_lit.diffusion.formulations import VP, Formulation, check_formulation
 from diffusion_lit.diffusion.guidance import autoguided_eps, check_guide_scale, guided_eps
-from diffusion_lit.diffusion.process import (
-    Prediction,
-    check_prediction,
-    min_snr_weight,
-    prediction_target,
-    q_sample,
-    x0_and_eps,
-)
+from diffusion_lit.diffusion.process import Prediction, check_prediction
 from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.lit.base import LrDecay, TrainingModule, check_lr_decay
@@ -97,6 +91,8 @@ class DiffusionModule(TrainingModule):
         sample_precision: ``"32-true"``, or ``"bf16-mixed"`` to run the net's sampling calls
             under bfloat16 autocast (the sampler's update maths stays float32), or ``"auto"``:
             bf16 only on devices with native bf16 (:mod:`diffusion_lit.lit.precision`).
+        formulation: how the net is trained and called (:mod:`diffusion_lit.diffusion.formulations`):
+            None is VP with ``prediction`` and ``weighting``; an ``EDM`` is Karras et al. 2022.
     """
 
     def __init__(
@@ -118,6 +114,7 @@ class DiffusionModule(TrainingModule):
         channels_last: bool = False,
         compile: bool = False,
         sample_precision: SamplePrecision = "32-true",
+        formulation: Formulation | None = None,
     ) -> None:
         super().__init__()
         check_choice("model.loss", loss, sorted(LOSSES))
@@ -139,6 +136,10 @@ class DiffusionModule(TrainingModule):
         self.loss_fn = LOSSES[loss]
         self.weighting = weighting
         self.min_snr_gamma = float(min_snr_gamma)
+        if formulation is None:
+            formulation = VP(self.prediction, weighting, self.min_snr_gamma)
+        check_formulation(formulation, prediction, weighting)
+        self.formulation = formulation
         self.num_classes = int(getattr(net, "num_classes", 0))
         self.cond_drop_prob = float(cond_drop_prob)
         self.guidance_scale = guidance_scale
@@ -151,6 +152,7 @@ class DiffusionModule(TrainingModule):
         self.run_config = run_config or {}
         self.save_hyperparameters(
             {
+                "formulation": formulation.name,
                 "prediction": prediction,
                 "loss": loss,
                 "weighting": weighting,
@@ -200,27 +202,29 @@ class DiffusionModule(TrainingModule):
     def diffusion_loss(
         self, x0: torch.Tensor, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """The training loss: t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x0, t, eps), then
+        """The training loss of the formulation (:mod:`diffusion_lit.diffusion.formulations`):
+        for VP t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x0, t, eps), then
         loss(net(x_t, t[, labels]), target) with target eps, x0 or v, averaged per sample,
         weighted per sample (uniform, or min-SNR), averaged over the batch. With eps, MSE and
-        uniform weights this is L_simple (Ho et al. 2020, eq. 14).
+        uniform weights this is L_simple (Ho et al. 2020, eq. 14). For EDM, ln(sigma) normal and
+        the MSE of the preconditioned net F against its target (EDM eq. 8).
 
         For a conditional net, each label is replaced by the null label with probability
         ``cond_drop_prob`` while training (``generator`` given = evaluation: no dropping).
         """
         labels = self._labels_for_net(labels)
         device = generator.device if generator is not None else x0.device
-        t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), device=device, generator=generator)
+        levels = self.formulation.draw_levels(self.schedule, x0.shape[0], device, generator)
         noise = torch.randn(x0.shape, device=device, dtype=x0.dtype, generator=generator)
-        t, noise = t.to(x0.device), noise.to(x0.device)
+        levels, noise = levels.to(x0.device), noise.to(x0.device)
         if labels is not None and self.training and generator is None and self.cond_drop_prob > 0:
             drop = torch.rand(labels.shape, device=labels.device) < self.cond_drop_prob
             labels = torch.where(drop, torch.full_like(labels, self.net.null_label), labels)
-        output = self._net(q_sample(self.schedule, x0, t, noise), t, labels)
-        target = prediction_target(self.prediction, self.schedule, x0, noise, t)
-        per_sample = self.loss_fn(output.float(), target.float()).flatten(1).mean(dim=1)
-        if self.weighting == "min_snr":
-            per_sample = per_sample * min_snr_weight(self.prediction, self.schedule, t, self.min_snr_gamma)
+        example = self.formulation.training_example(self.schedule, x0, levels, noise)
+        output = self._net(example.net_input, example.net_time, labels)
+        per_sample = self.loss_fn(output.float(), example.target.float()).flatten(1).mean(dim=1)
+        if example.weight is not None:
+            per_sample = per_sample * example.weight
         return per_sample.mean()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -254,10 +258,10 @@ class DiffusionModule(TrainingModule):
         the building block of guidance and its compositions (:mod:`diffusion_lit.diffusion.guidance`)."""
         # Only ever switch autocast on: enabled=False would also switch off a caller's autocast.
         bf16 = sample_in_bf16(self.sample_precision, x.device.type)
+        net_input, net_time = self.formulation.net_inputs(self.schedule, x, t)
         with torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            output = self._net(x, t, labels)
-        output = output.to(x.dtype)
-        return x0_and_eps(self.prediction, self.schedule, output, x, t)[1]
+            output = self._net(net_input, net_time, labels)
+        return self.formulation.eps(self.schedule, output.to(x.dtype), x, t)
 
     def eps_fn(self, labels: torch.Tensor | None = None, guidance_scale: float | None = None) -> ModelFn:
         """The sampler-facing noise predictor ``model_fn(x_t, t) -> eps``: the net's output

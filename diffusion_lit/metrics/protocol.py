@@ -49,6 +49,8 @@ def protocol_card(
         "checkpoint": checkpoint,
         "ema_weights": bool((run_config.get("callbacks") or {}).get("ema")),
         "dataset": (run_config.get("data") or {}).get("_target_"),
+        # Runs from before the formulation choice are VP.
+        "formulation": str((run_config.get("formulation") or {}).get("_target_", "VP")).rsplit(".", 1)[-1],
         "image_shape": list(image_shape),
         "sampler": str(sampler.get("_target_", "")).rsplit(".", 1)[-1],
         "sampler_options": {k: v for k, v in sampler.items() if not str(k).startswith("_")},

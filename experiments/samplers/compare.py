@@ -58,15 +58,21 @@ PLOTTED = ("triangle_validity", "fid", "kid", "precision", "recall", "digits_con
 ROW_KEYS = ("sampler", "steps", "label", "network_calls", "seconds_per_sample", "protocol")
 
 
-def parse_config(text: str) -> tuple[str, int | None]:
-    name, _, steps = text.partition(":")
-    if steps and not steps.isdigit():
-        raise UserError(f"--configs entries are sampler or sampler:steps (e.g. ddim:50), got {text!r}.")
-    return name, int(steps) if steps else None
+def parse_config(text: str) -> tuple[str, int | None, list[str]]:
+    """``sampler[:steps][,key=value...]``, e.g. ``heun:18,spacing=karras``: (name, steps, options)."""
+    head, *options = text.split(",")
+    name, _, steps = head.partition(":")
+    if (steps and not steps.isdigit()) or not all("=" in option for option in options):
+        raise UserError(
+            "--configs entries are sampler[:steps][,key=value...] (e.g. ddim:50 or heun:18,spacing=karras), "
+            f"got {text!r}."
+        )
+    return name, int(steps) if steps else None, options
 
 
-def sampler_config(name: str, steps: int | None):
+def sampler_config(name: str, steps: int | None, options: list[str] = ()):
     overrides = [f"sampler={name}"] + ([f"sampler.steps={steps}"] if steps is not None else [])
+    overrides += [f"sampler.{option}" for option in options]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="sample", overrides=["ckpt=unused", *overrides]).sampler
 
@@ -84,7 +90,7 @@ def write_table(rows: list[dict], out: Path) -> list[str]:
 
 
 def plot_quality(rows: list[dict], metric_names: list[str], path: Path) -> None:
-    """One panel per quality metric: value against network calls, one line per sampler."""
+    """One panel per quality metric: value against network calls, one line per sampler (with its options)."""
     shown = [name for name in metric_names if name in PLOTTED]
     figure, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 3.6), squeeze=False)
     for axis, metric in zip(axes[0], shown, strict=True):
@@ -127,10 +133,10 @@ def main() -> None:
     calls = count_network_calls(module)
     module.sample(2)  # warm-up: the first calls allocate and pick kernels
     rows, grids = [], []
-    for name, steps in configs:
+    for name, steps, options in configs:
         if args.only and name not in args.only:
             continue
-        cfg = sampler_config(name, steps)
+        cfg = sampler_config(name, steps, options)
         module.sampler = instantiate(cfg)
         calls()  # reset the count
         generator = torch.Generator().manual_seed(args.seed)
@@ -141,8 +147,13 @@ def main() -> None:
         labels = module.default_labels(args.num_samples)  # what sample_in_batches asked a conditional model for
         quality = metrics(samples, labels) if args.metrics else datamodule.sample_metrics(samples)
         label = f"{name} {cfg.get('steps') or ('stride ' + str(cfg.stride) if name == 'strided' else 'all')}"
-        row = {"sampler": name, "steps": cfg.get("steps"), "label": label, "network_calls": calls() // batches,
-               "seconds_per_sample": seconds / args.num_samples, **quality}  # fmt: skip
+        label += "".join(f", {option}" for option in options)
+        if "triangle_validity" in quality:  # binomial standard error of the share
+            share = quality["triangle_validity"]
+            quality["triangle_validity_se"] = (share * (1.0 - share) / args.num_samples) ** 0.5
+        row = {"sampler": ",".join([name, *options]), "steps": cfg.get("steps"),
+               "label": label, "network_calls": calls() // batches, "seconds_per_sample": seconds / args.num_samples,
+               **quality}  # fmt: skip
         if args.metrics:
             row["protocol"] = card_for(
                 module, metrics, OmegaConf.to_container(cfg), args.num_samples, args.seed, None,

@@ -1,0 +1,176 @@
+"""Formulations: how the network is trained and what it is asked at a noise level.
+
+Both present the same face to the samplers, ``model_fn(x_t, t) -> eps`` on the discrete levels
+of a :class:`NoiseSchedule` (x_t = sqrt(alphas_bar_t) x_0 + sqrt(1 - alphas_bar_t) eps), so every
+sampler, guidance composition, edit task and metric runs on either:
+
+* :class:`VP`: the DDPM formulation (Ho et al. 2020). Training draws a timestep index
+  t ~ U{0..T-1}; the net sees (x_t, t) and predicts eps, x_0 or v (``model.prediction``).
+* :class:`EDM`: Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
+  Models" (Table 1, "Ours"). In the variable x = x_t / sqrt(alphas_bar) = x_0 + sigma n the
+  denoiser is preconditioned,
+
+      D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma)),
+      c_skip = sd^2 / (sigma^2 + sd^2),  c_out = sigma sd / sqrt(sigma^2 + sd^2),
+      c_in = 1 / sqrt(sigma^2 + sd^2),  c_noise = ln(sigma) / 4  (sd = sigma_data),
+
+  training noise levels are continuous, ln(sigma) ~ N(P_mean, P_std^2), and the loss weight
+  lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 makes the effective weight lambda c_out^2 = 1
+  on F's own target (x_0 - c_skip x) / c_out (EDM eq. 8 and sec. 5), so the loss is a plain MSE
+  on F. At sampling, t indexes the schedule's table of sigmas (``schedule=edm``).
+
+c_noise is multiplied by 1000 here (250 ln sigma, from -1550 to 1100 over EDM's range): our
+U-Net's sinusoidal time code was made for inputs spanning 0..999, and EDM's c_noise spans 2.6,
+which its low frequencies would not resolve. A constant factor is a free choice of c_noise
+(EDM sec. 5 picks c_noise for its own networks' embedding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol, get_args
+
+import torch
+
+from diffusion_lit.diffusion.process import extract, min_snr_weight, prediction_target, q_sample, x0_and_eps
+from diffusion_lit.diffusion.schedules import NoiseSchedule
+from diffusion_lit.utils.errors import UserError
+
+FormulationName = Literal["vp", "edm"]
+FORMULATIONS: tuple[str, ...] = get_args(FormulationName)
+
+
+class TrainingExample(NamedTuple):
+    """One noised batch: what the net is called with, what it should output, per-sample weights."""
+
+    net_input: torch.Tensor
+    net_time: torch.Tensor
+    target: torch.Tensor
+    weight: torch.Tensor | None  # (B,), or None for uniform
+
+
+class Formulation(Protocol):
+    name: str
+
+    def draw_levels(
+        self, schedule: NoiseSchedule, batch: int, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor: ...
+
+    def training_example(
+        self, schedule: NoiseSchedule, x0: torch.Tensor, levels: torch.Tensor, noise: torch.Tensor
+    ) -> TrainingExample: ...
+
+    def net_inputs(
+        self, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def eps(
+        self, schedule: NoiseSchedule, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class VP:
+    """The DDPM formulation on the schedule's T timesteps (see the module docstring).
+
+    Args:
+        prediction: the net's target, eps | x0 | v (:mod:`diffusion_lit.diffusion.process`).
+        weighting: uniform, or min_snr (Min-SNR-gamma, Hang et al. 2023) with ``min_snr_gamma``.
+    """
+
+    prediction: str = "eps"
+    weighting: str = "uniform"
+    min_snr_gamma: float = 5.0
+    name: str = "vp"
+
+    def draw_levels(
+        self, schedule: NoiseSchedule, batch: int, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Timestep indices t ~ U{0..T-1}, shape (B,)."""
+        return torch.randint(0, schedule.num_timesteps, (batch,), device=device, generator=generator)
+
+    def training_example(
+        self, schedule: NoiseSchedule, x0: torch.Tensor, levels: torch.Tensor, noise: torch.Tensor
+    ) -> TrainingExample:
+        t = levels
+        target = prediction_target(self.prediction, schedule, x0, noise, t)
+        weight = (
+            min_snr_weight(self.prediction, schedule, t, self.min_snr_gamma) if self.weighting == "min_snr" else None
+        )
+        return TrainingExample(q_sample(schedule, x0, t, noise), t, target, weight)
+
+    def net_inputs(
+        self, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return x_t, t
+
+    def eps(self, schedule: NoiseSchedule, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return x0_and_eps(self.prediction, schedule, output, x_t, t)[1]
+
+
+# EDM's c_noise = ln(sigma) / 4, times 1000 for our time embedding (module docstring).
+_C_NOISE_SCALE = 1000.0 / 4.0
+
+
+@dataclass(frozen=True)
+class EDM:
+    """Karras et al. 2022's preconditioning, training noise and loss (module docstring); the
+    paper's values for CIFAR-10 are the defaults (sigma_data 0.5, P_mean -1.2, P_std 1.2)."""
+
+    sigma_data: float = 0.5
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    name: str = "edm"
+
+    def __post_init__(self) -> None:
+        if not self.sigma_data > 0:
+            raise UserError(f"formulation.sigma_data must be > 0 (the data's std; EDM: 0.5), got {self.sigma_data!r}.")
+        if not self.p_std > 0:
+            raise UserError(f"formulation.p_std must be > 0 (EDM: 1.2), got {self.p_std!r}.")
+
+    def coefficients(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(c_skip, c_out, c_in, c_noise) at noise levels ``sigma`` (EDM Table 1)."""
+        sd2 = self.sigma_data**2
+        total = sigma**2 + sd2
+        return sd2 / total, sigma * self.sigma_data / total.sqrt(), total.rsqrt(), _C_NOISE_SCALE * sigma.log()
+
+    def draw_levels(
+        self, schedule: NoiseSchedule, batch: int, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Noise levels with ln(sigma) ~ N(P_mean, P_std^2) (EDM sec. 5), shape (B,)."""
+        return (self.p_mean + self.p_std * torch.randn(batch, device=device, generator=generator)).exp()
+
+    def training_example(
+        self, schedule: NoiseSchedule, x0: torch.Tensor, levels: torch.Tensor, noise: torch.Tensor
+    ) -> TrainingExample:
+        sigma = levels.to(x0.dtype)
+        c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
+        shape = (-1, *[1] * (x0.ndim - 1))
+        x = x0 + sigma.reshape(shape) * noise
+        target = (x0 - c_skip.reshape(shape) * x) / c_out.reshape(shape)
+        return TrainingExample(c_in.reshape(shape) * x, c_noise, target, None)
+
+    def net_inputs(
+        self, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _, _, c_in, c_noise = self.coefficients(schedule.sigmas[t])
+        x = x_t / extract(schedule.sqrt_alphas_bar, t, x_t.ndim)
+        return c_in.reshape(-1, *[1] * (x_t.ndim - 1)) * x, c_noise
+
+    def eps(self, schedule: NoiseSchedule, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps = (x - D) / sigma with x = x_t / sqrt(alphas_bar), written without dividing by a
+        tiny sigma: (1 - c_skip) / sigma = sigma / (sigma^2 + sd^2), c_out / sigma = sd c_in."""
+        sigma = extract(schedule.sigmas, t, x_t.ndim)
+        x = x_t / extract(schedule.sqrt_alphas_bar, t, x_t.ndim)
+        total = sigma**2 + self.sigma_data**2
+        return sigma / total * x - self.sigma_data * total.rsqrt() * output
+
+
+def check_formulation(formulation: Formulation, prediction: str, weighting: str) -> None:
+    """EDM fixes what the net predicts and how the loss is weighted: say so if asked otherwise."""
+    if formulation.name == "edm" and (prediction != "eps" or weighting != "uniform"):
+        raise UserError(
+            f"formulation=edm has its own network target and loss weight (EDM's F and lambda(sigma)); "
+            f"model.prediction={prediction!r} and model.weighting={weighting!r} apply to formulation=vp only: "
+            "leave them at eps and uniform."
+        )
