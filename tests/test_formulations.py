@@ -5,14 +5,17 @@ import math
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from torch import nn
 
 from diffusion_lit.diffusion.formulations import EDM, VP
 from diffusion_lit.diffusion.process import q_sample
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, edm_betas
 from diffusion_lit.diffusion.sigma_samplers import heun_sample
+from diffusion_lit.lit.build import build_module
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.paths import CONFIG_DIR
 
 SIGMA_DATA = 0.5
 
@@ -130,3 +133,18 @@ def test_edm_refuses_vp_only_options():
         )
     with pytest.raises(UserError, match="formulation.sigma_data must be > 0"):
         EDM(sigma_data=0)
+
+
+def test_a_class_conditional_edm_model_trains_a_step_and_samples_with_guidance():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=["model=tiny", "formulation=edm", "model.num_classes=3", "sampler=heun", "sampler.steps=3"],
+        )
+    module = build_module(cfg, (1, 16, 16))
+    assert module.formulation == EDM() and module.schedule.sigmas[0].item() == pytest.approx(0.002, rel=1e-3)
+    loss = module.diffusion_loss(torch.rand(4, 1, 16, 16) * 2 - 1, torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    assert torch.isfinite(loss) and module.net.class_embed.weight.grad is not None
+    samples = module.sample(3, generator=torch.Generator().manual_seed(0), labels=[0, 1, 2], guidance_scale=2.0)
+    assert samples.shape == (3, 1, 16, 16) and torch.isfinite(samples).all()

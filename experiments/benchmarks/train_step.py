@@ -10,7 +10,8 @@ first configuration measured in the same run.
 
 Variants: ``fp32``, ``bf16`` (autocast, as ``trainer.precision=bf16-mixed``), with
 ``channels_last+`` (``model.channels_last=true``, otherwise false) and/or ``compile+``
-(``model.compile=true``; its compilation time is the first step's, printed) in front.
+(``model.compile=true``; its compilation time is the first step's, printed) and/or ``edm+``
+(``formulation=edm``: EDM's preconditioning and log-normal noise levels instead of VP's) in front.
 """
 
 from __future__ import annotations
@@ -31,11 +32,14 @@ from diffusion_lit.utils.paths import CONFIG_DIR
 VARIANTS = (
     "fp32", "bf16", "channels_last+fp32", "channels_last+bf16", "compile+channels_last+fp32",
     "compile+channels_last+bf16", "compile+fp32", "compile+bf16",
+    "edm+fp32", "edm+bf16", "edm+channels_last+fp32", "edm+channels_last+bf16",
 )  # fmt: skip
 
 
 def build(model: str, channels: int, image_size: int, variant: str = "fp32"):
     options = [f"model.{option}={str(option in variant.split('+')).lower()}" for option in ("channels_last", "compile")]
+    if "edm" in variant.split("+"):
+        options.append("formulation=edm")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={model}", f"data.image_size={image_size}", *options])
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ quiet=(callbacks.progress_bar=null)
 best=$("$python" -c "import sys; from diffusion_lit.runs.report import read_sweep
 jobs = read_sweep(__import__('pathlib').Path(sys.argv[1]))
 print(max(jobs, key=lambda job: job.metrics().get('digits_confident_share', -1)).folder)" "$out/sweep")/checkpoints/last.ckpt
-for sampler in "ddpm sampler.steps=50" "ddim sampler.steps=50" "dpm_solver sampler.steps=20" \
+for sampler in "ddpm sampler.steps=50" "ddim sampler.steps=50 sampler.spacing=time" "dpm_solver sampler.steps=20" \
                "dpm_solver sampler.steps=50" "dpm_solver_sde sampler.steps=50" "dpm_solver_sde sampler.steps=25"; do
   # shellcheck disable=SC2086
   "$python" -m diffusion_lit.evaluate ckpt="$best" metrics=[digits] num_samples=500 data.root="$root" \

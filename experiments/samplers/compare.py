@@ -44,10 +44,11 @@ from diffusion_lit.utils.paths import CONFIG_DIR
 EXTRACTOR_OPTIONS = sorted(path.stem for path in (Path(CONFIG_DIR) / "extractor").glob("*.yaml"))
 
 # The triangles study's configurations (experiments/samplers/README.md); a name alone is the
-# sampler config's default (strided: stride 30 = 34 steps).
+# sampler config's default (strided: stride 30 = 34 steps). ddim is pinned to the spacing it had
+# when that study was measured (time; its config's default is logsnr since issue 23).
 DEFAULT_CONFIGS = [
     "ddpm:1000", "ddpm:100", "ddpm:50", "ddpm:20",
-    "ddim:100", "ddim:50", "ddim:20", "ddim:10",
+    "ddim:100,spacing=time", "ddim:50,spacing=time", "ddim:20,spacing=time", "ddim:10,spacing=time",
     "strided",
     "dpm_solver:25", "dpm_solver:20", "dpm_solver:10",
     "dpm_solver_sde:50", "dpm_solver_sde:25", "dpm_solver_sde:20", "dpm_solver_sde:10",
