@@ -120,17 +120,17 @@ def test_vp_training_example_is_the_ddpm_one():
     assert example.weight is None and torch.equal(example.net_time, t)
 
 
-def test_edm_refuses_vp_only_options():
-    with pytest.raises(UserError, match="apply to formulation=vp only"):
-        DiffusionModule(
-            net=ExactEdmNet(0.0, 0.5),
-            schedule=NoiseSchedule(edm_betas(100)),
-            optimizer=functools.partial(torch.optim.SGD, lr=0.1),
-            sampler=heun_sample,
-            image_shape=(1, 2, 2),
-            prediction="v",
-            formulation=EDM(),
-        )
+def test_edm_says_that_vp_only_options_are_not_used(capsys):
+    DiffusionModule(
+        net=ExactEdmNet(0.0, 0.5),
+        schedule=NoiseSchedule(edm_betas(100)),
+        optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+        sampler=heun_sample,
+        image_shape=(1, 2, 2),
+        prediction="v",
+        formulation=EDM(),
+    )
+    assert "model.prediction=v and model.weighting=uniform apply to formulation=vp only" in capsys.readouterr().out
     with pytest.raises(UserError, match="formulation.sigma_data must be > 0"):
         EDM(sigma_data=0)
 

@@ -34,6 +34,7 @@ import torch
 
 from diffusion_lit.diffusion.process import extract, min_snr_weight, prediction_target, q_sample, x0_and_eps
 from diffusion_lit.diffusion.schedules import NoiseSchedule
+from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError
 
 FormulationName = Literal["vp", "edm"]
@@ -167,10 +168,12 @@ class EDM:
 
 
 def check_formulation(formulation: Formulation, prediction: str, weighting: str) -> None:
-    """EDM fixes what the net predicts and how the loss is weighted: say so if asked otherwise."""
+    """EDM fixes what the net predicts and how the loss is weighted: say once that VP's options are
+    not used (a warning, not an error, so that ``formulation=vp,edm`` sweeps any experiment)."""
     if formulation.name == "edm" and (prediction != "eps" or weighting != "uniform"):
-        raise UserError(
-            f"formulation=edm has its own network target and loss weight (EDM's F and lambda(sigma)); "
-            f"model.prediction={prediction!r} and model.weighting={weighting!r} apply to formulation=vp only: "
-            "leave them at eps and uniform."
+        console.print(
+            f"note: formulation=edm trains its own network target and loss weight (EDM's F and lambda(sigma)); "
+            f"model.prediction={prediction} and model.weighting={weighting} apply to formulation=vp only and are "
+            "not used.",
+            highlight=False,
         )
