@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from diffusion_lit.diffusion.likelihood import variational_bound
+from diffusion_lit.editing.tasks import sdedit_task
 from diffusion_lit.lit.build import load_checkpoint
 from diffusion_lit.runs.report import draw_run_losses, logged_curve
 from diffusion_lit.utils.errors import UserError
@@ -130,6 +133,7 @@ def test_edm_formulation_trains_and_evaluates_with_every_kind_of_sampler(tmp_pat
     ckpt = tmp_path / "edm" / "checkpoints" / "last.ckpt"
     module = load_checkpoint(ckpt)
     assert module.formulation.name == "edm" and module.schedule.sigmas[-1].item() == pytest.approx(80.0, rel=1e-4)
+    assert module.schedule.num_timesteps == 50  # debug=smoke shortens the table like any schedule
     out = tmp_path / "scores.json"
     common = ["metrics=triangles", "num_samples=4", "num_real=8", "sample_batch_size=4", f"ckpt={ckpt}"]
     run_cli("diffusion_lit.evaluate", *common, "sampler=heun", "sampler.steps=3", f"out={out}", cwd=tmp_path)
@@ -140,6 +144,12 @@ def test_edm_formulation_trains_and_evaluates_with_every_kind_of_sampler(tmp_pat
             sampler = compose(config_name="sample", overrides=["ckpt=x", f"sampler={name}", "sampler.steps=4"]).sampler
         samples = load_checkpoint(ckpt, sampler=sampler).sample(2, generator=torch.Generator().manual_seed(0))
         assert torch.isfinite(samples).all()
+    # An edit task (SDEdit from two levels) and the likelihood bound take the EDM model too.
+    images = samples.clamp(-1, 1)
+    figure = sdedit_task(module, images, [30, 15], torch.Generator().manual_seed(0), module.eps_fn())  # smoke: T=50
+    assert figure is not None
+    bound = variational_bound(module.eps_fn(), module.schedule, (images * 127.5).round() / 127.5, timesteps=3)
+    assert all(math.isfinite(value) and value > 0 for value in bound.bits_per_dim().values())
 
 
 def test_sample_reports_missing_and_foreign_checkpoints(tmp_path):
