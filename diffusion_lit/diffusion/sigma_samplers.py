@@ -39,7 +39,6 @@ from diffusion_lit.diffusion.samplers import (
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.utils.errors import UserError
 
-
 # Above this noise level a step is taken by Euler only (EDM's sigma_max, with room for rounding).
 _HEUN_SIGMA_LIMIT = KARRAS_SIGMA_MAX * 1.001
 
