@@ -6,7 +6,7 @@ compare.py run once per formulation): quality against network calls, side by sid
 
 Each <dir> holds a compare.py results.json; rows are matched by their label (sampler, steps and
 options). Writes results.md (one column per study, with the standard error where the metric is a
-share) and quality_vs_calls.png (one panel per study, one line per sampler).
+share) and quality_vs_calls.png (one colour per sampler configuration, one marker per study).
 """
 
 from __future__ import annotations
@@ -53,15 +53,26 @@ def write_table(studies: dict[str, list[dict]], metric: str, out: Path) -> str:
 
 
 def plot(studies: dict[str, list[dict]], metric: str, path: Path) -> None:
-    figure, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False, sharey=True)
-    for axis, (name, rows) in zip(axes[0], studies.items(), strict=True):
-        for sampler in dict.fromkeys(row["sampler"] for row in rows):
+    """One panel: the metric against network calls, one colour per sampler configuration (the
+    same in every study) and one marker per study, the legend outside the axes."""
+    configurations = list(dict.fromkeys(row["sampler"] for rows in studies.values() for row in rows))
+    colours = {name: plt.cm.tab20(index % 20) for index, name in enumerate(configurations)}
+    markers = ["o", "^", "s", "D"]
+    figure, axis = plt.subplots(figsize=(11, 4.8))
+    for rows, marker in zip(studies.values(), markers, strict=False):
+        for sampler in configurations:
             points = sorted((row["network_calls"], row[metric]) for row in rows if row["sampler"] == sampler)
-            axis.plot(*zip(*points, strict=True), marker="o", markersize=4, label=sampler)
-        axis.set(xscale="log", xlabel="network calls per sample", title=name)
-        axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel(metric)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+            if points:
+                face = colours[sampler] if marker == "o" else "none"
+                axis.plot(*zip(*points, strict=True), marker=marker, markersize=7, linestyle="none",
+                          color=colours[sampler], markerfacecolor=face)  # fmt: skip
+    for sampler in configurations:
+        axis.plot([], [], marker="s", linestyle="none", color=colours[sampler], label=sampler)
+    for study, marker in zip(studies, markers, strict=False):
+        axis.plot([], [], marker=marker, linestyle="none", color="black", markerfacecolor="none", label=study)
+    axis.set(xscale="log", xlabel="network calls per sample", ylabel=metric)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
