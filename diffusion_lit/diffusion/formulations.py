@@ -28,7 +28,7 @@ which its low frequencies would not resolve. A constant factor is a free choice 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol, get_args
+from typing import NamedTuple, Protocol
 
 import torch
 
@@ -36,10 +36,6 @@ from diffusion_lit.diffusion.process import extract, min_snr_weight, prediction_
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError
-
-FormulationName = Literal["vp", "edm"]
-FORMULATIONS: tuple[str, ...] = get_args(FormulationName)
-
 
 class TrainingExample(NamedTuple):
     """One noised batch: what the net is called with, what it should output, per-sample weights."""
