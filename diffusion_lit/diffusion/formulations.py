@@ -37,6 +37,7 @@ from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError
 
+
 class TrainingExample(NamedTuple):
     """One noised batch: what the net is called with, what it should output, per-sample weights."""
 
