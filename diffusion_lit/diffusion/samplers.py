@@ -130,30 +130,28 @@ def timestep_subsequence(
         return list(range(num_timesteps))
     steps = int(steps)
     top = num_timesteps - 1
-    if spacing == "karras":
+    if spacing != "time":
         if alphas_bar is None:
-            raise ValueError("karras spacing needs the schedule's alphas_bar")
+            raise ValueError(f"{spacing} spacing needs the schedule's alphas_bar")
         alpha_bar = alphas_bar.double().cpu().numpy()
-        log_sigmas = 0.5 * (np.log1p(-alpha_bar) - np.log(alpha_bar))  # increasing in t
-        sigma_max = min(math.exp(log_sigmas[-1]), KARRAS_SIGMA_MAX)
-        targets = karras_sigmas(steps, math.exp(log_sigmas[0]), sigma_max, rho)[::-1]  # ascending
-        positions = np.interp(np.log(targets), log_sigmas, np.arange(num_timesteps))
-        top = max(int(np.rint(positions[-1])), steps - 1)
-    if steps == 1:
-        return [top]
+        log_sigmas = 0.5 * (np.log1p(-alpha_bar) - np.log(alpha_bar))  # = -lambda_t, increasing in t
     if spacing == "time":
         positions = np.linspace(0, num_timesteps - 1, steps)
     elif spacing == "logsnr":
-        if alphas_bar is None:
-            raise ValueError("logsnr spacing needs the schedule's alphas_bar")
-        alpha_bar = alphas_bar.double().cpu().numpy()
-        half_log_snr = 0.5 * (np.log(alpha_bar) - np.log1p(-alpha_bar))  # decreasing in t
+        half_log_snr = -log_sigmas  # decreasing in t
         # The noisy end is capped at lambda = -5 (SNR 4.5e-5: x_t is noise to within 0.7%);
         # schedules with clipped final betas (cosine) would otherwise spend steps on pure noise.
         lowest = max(half_log_snr[-1], _LOWEST_HALF_LOG_SNR)
         targets = np.linspace(lowest, half_log_snr[0], steps)[::-1]  # ascending t
         # Fractional timestep of each target by linear interpolation (np.interp needs increasing x).
         positions = np.interp(targets, half_log_snr[::-1], np.arange(num_timesteps)[::-1])
+    else:  # karras
+        sigma_max = min(math.exp(log_sigmas[-1]), KARRAS_SIGMA_MAX)
+        targets = karras_sigmas(steps, math.exp(log_sigmas[0]), sigma_max, rho)[::-1]  # ascending
+        positions = np.interp(np.log(targets), log_sigmas, np.arange(num_timesteps))
+        top = max(int(np.rint(positions[-1])), steps - 1)
+    if steps == 1:
+        return [top]
     indices = np.rint(positions).astype(np.int64)
     indices[0], indices[-1] = 0, top
     for i in range(1, steps):  # strictly increasing, upwards ...
