@@ -132,12 +132,12 @@ class DiffusionModule(TrainingModule):
         self.optimizer_factory = optimizer
         self.sampler = sampler
         self.image_shape = tuple(int(size) for size in image_shape)
-        self.prediction = check_prediction(prediction)
         self.loss_fn = LOSSES[loss]
-        self.weighting = weighting
-        self.min_snr_gamma = float(min_snr_gamma)
+        # prediction, weighting and min_snr_gamma live in the (VP) formulation, not on the module.
         if formulation is None:
-            formulation = VP(self.prediction, weighting, self.min_snr_gamma)
+            formulation = VP(check_prediction(prediction), weighting, float(min_snr_gamma))
+        else:
+            check_prediction(prediction)
         check_formulation(formulation, prediction, weighting)
         self.formulation = formulation
         self.num_classes = int(getattr(net, "num_classes", 0))
