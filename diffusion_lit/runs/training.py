@@ -17,20 +17,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
-from diffusion_lit.diffusion.samplers import check_sampler
-from diffusion_lit.diffusion.schedules import NoiseSchedule
-from diffusion_lit.lit.base import check_optimizer
 from diffusion_lit.lit.build import attach_guide, build_module
 from diffusion_lit.lit.loggers import finish, log_config, log_images, log_results
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.precision import resolve_trainer_precision
-from diffusion_lit.lit.sample_metrics import (
-    SAMPLE_METRICS,
-    check_extractor_weights,
-    check_metric_names,
-    extractor_of,
-    training_run_metrics,
-)
+from diffusion_lit.lit.sample_metrics import training_run_metrics
+from diffusion_lit.runs.config_checks import check_train_config
 from diffusion_lit.runs.jobs import RESULTS_FILE, ddp_processes_rerun_this_job, write_json
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError
@@ -71,19 +63,6 @@ def check_class_conditioning(datamodule: Any, num_classes: int) -> None:
             f"the data has {data_classes} classes but model.num_classes={num_classes}: "
             f"set model.num_classes={data_classes}."
         )
-
-
-def eval_metric_names(cfg: DictConfig) -> list[str]:
-    """``eval.metrics``, checked before any training: known names, and the feature networks
-    they need present (an hour of training should not end in a missing-file error)."""
-    names = list(cfg.eval.get("metrics") or [])
-    if not names:
-        return []
-    check_metric_names(names, SAMPLE_METRICS, key="eval.metrics")
-    if cfg.eval.num_samples < 1:
-        raise UserError(f"eval.metrics={names} needs eval.num_samples >= 1, got {cfg.eval.num_samples!r}.")
-    check_extractor_weights(names, extractor_of(cfg.eval.extractor, "eval.extractor"), cfg.paths.data_dir)
-    return names
 
 
 def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -131,15 +110,7 @@ def train(cfg: DictConfig) -> float | None:
     Hydra sweeper (Optuna) optimises.
     """
     output_dir = Path(cfg.paths.output_dir)
-    if cfg.eval.num_samples < 0 or cfg.eval.batch_size < 1:
-        raise UserError(
-            f"eval.num_samples must be >= 0 and eval.batch_size >= 1, got {cfg.eval.num_samples!r} "
-            f"and {cfg.eval.batch_size!r} (eval.num_samples=0 skips the final evaluation)."
-        )
-    metric_names = eval_metric_names(cfg)
-    if not cfg.get("denoiser"):  # the sampler of the grids, the FID callback and the final samples
-        check_sampler(instantiate(cfg.sampler), NoiseSchedule(instantiate(cfg.schedule)))
-    check_optimizer(instantiate(cfg.optimizer))
+    metric_names = check_train_config(cfg)  # every value the run will use, before the data is loaded
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("float32_matmul_precision"):

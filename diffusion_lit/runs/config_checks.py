@@ -1,0 +1,125 @@
+"""Everything a training run will use, checked in its first seconds, before data is loaded.
+
+:func:`check_train_config` is the one place: the schema (every key's type and options,
+:mod:`diffusion_lit.runs.config_schema`), then the ranges and cross-field rules, each checked by
+the code that will use the value where that code can run on a dummy input (a sampler on a 2x2
+image, the optimizer on one parameter, the U-Net's constructor). An hour of training must not end
+in an error that the config already held.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from diffusion_lit.diffusion.samplers import check_sampler
+from diffusion_lit.diffusion.schedules import NoiseSchedule
+from diffusion_lit.lit.base import check_optimizer
+from diffusion_lit.lit.sample_metrics import SAMPLE_METRICS, check_extractor_weights, check_metric_names, extractor_of
+from diffusion_lit.runs.config_schema import check_config_types
+from diffusion_lit.utils.errors import UserError
+
+# ckpt_path values Lightning resolves itself (the run's own last or SLURM's hpc checkpoint).
+LIGHTNING_CKPT_NAMES = ("last", "hpc", "registry")
+
+
+def check_train_config(cfg: DictConfig) -> list[str]:
+    """Raise a UserError for the first wrong value of a training config; returns the checked
+    ``eval.metrics`` names."""
+    check_config_types(cfg)
+    check_output_dir(cfg.paths.output_dir)
+    check_resume(cfg.get("ckpt_path"))
+    check_eval(cfg)
+    metric_names = eval_metric_names(cfg)
+    check_fid_callback(cfg)
+    if cfg.get("denoiser"):  # experiment=single_step_denoiser: no schedule, sampler or guidance
+        check_optimizer(instantiate(cfg.optimizer))
+        return metric_names
+    schedule = NoiseSchedule(instantiate(cfg.schedule))
+    check_sampler(instantiate(cfg.sampler), schedule)  # the grids', the FID callback's and the final samples'
+    check_optimizer(instantiate(cfg.optimizer))
+    check_model(cfg)
+    return metric_names
+
+
+def check_output_dir(output_dir: str) -> None:
+    """The run folder exists (Hydra made it) or can be made, and takes files."""
+    folder = Path(output_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test_"):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"the run folder {folder} is not writable ({error.strerror or error}): "
+            "choose another with hydra.run.dir=<folder> (paths.output_dir follows it)."
+        ) from None
+
+
+def check_resume(ckpt_path: str | None) -> None:
+    """``ckpt_path`` names a checkpoint file (or one Lightning finds itself: last, hpc)."""
+    if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_NAMES:
+        return
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"ckpt_path={ckpt_path} is not a file: pass a checkpoint of an earlier run "
+            "(<run>/checkpoints/last.ckpt), or ckpt_path=last for this run folder's own last checkpoint."
+        )
+    if not os.access(path, os.R_OK):
+        raise UserError(f"ckpt_path={ckpt_path} is not readable: check its permissions.")
+
+
+def check_eval(cfg: DictConfig) -> None:
+    """The final evaluation's sizes and guidance."""
+    evaluation = cfg.eval
+    if evaluation.num_samples < 0 or evaluation.batch_size < 1:
+        raise UserError(
+            f"eval.num_samples must be >= 0 and eval.batch_size >= 1, got {evaluation.num_samples!r} "
+            f"and {evaluation.batch_size!r} (eval.num_samples=0 skips the final evaluation)."
+        )
+    if evaluation.get("guide_scale", 2.0) < 0:
+        raise UserError(f"eval.guide_scale must be >= 0 (1 = no autoguidance), got {evaluation.guide_scale!r}.")
+    if evaluation.get("num_real", 1) < 2:
+        raise UserError(f"eval.num_real must be >= 2 (real reference images of fid/kid), got {evaluation.num_real!r}.")
+
+
+def eval_metric_names(cfg: DictConfig) -> list[str]:
+    """``eval.metrics``: known names, and the feature networks they need present."""
+    names = list(cfg.eval.get("metrics") or [])
+    if not names:
+        return []
+    check_metric_names(names, SAMPLE_METRICS, key="eval.metrics")
+    if cfg.eval.num_samples < 1:
+        raise UserError(f"eval.metrics={names} needs eval.num_samples >= 1, got {cfg.eval.num_samples!r}.")
+    check_extractor_weights(names, extractor_of(cfg.eval.extractor, "eval.extractor"), cfg.paths.data_dir)
+    return names
+
+
+def check_fid_callback(cfg: DictConfig) -> None:
+    """A FID callback that will run needs its feature network's weights (checked now, not at setup)."""
+    fid = (cfg.get("callbacks") or {}).get("fid")
+    if not fid or not fid.get("every_n_epochs"):
+        return
+    data_dir = cfg.data.get("data_dir") or cfg.paths.data_dir
+    check_extractor_weights(["fid"], extractor_of(fid.extractor, "callbacks.fid.extractor"), data_dir)
+
+
+def check_model(cfg: DictConfig) -> None:
+    """Guidance and dropout ranges; the U-Net built once (cheap) so that an image size or width it
+    cannot take stops here rather than after the data is loaded."""
+    model = cfg.model
+    if model.get("guidance_scale", 1.0) < 0:
+        raise UserError(
+            f"model.guidance_scale must be >= 0 (0 = unconditional, 1 = conditional), got {model.guidance_scale!r}."
+        )
+    if not 0.0 <= model.get("cond_drop_prob", 0.1) <= 1.0:
+        raise UserError(f"model.cond_drop_prob must be in [0, 1], got {model.cond_drop_prob!r}.")
+    if model.get("min_snr_gamma", 5.0) <= 0:
+        raise UserError(f"model.min_snr_gamma must be > 0, got {model.min_snr_gamma!r}.")
+    options = {"num_classes": model.num_classes} if model.get("num_classes", 0) else {}
+    instantiate(model.net, in_channels=1, **options)
