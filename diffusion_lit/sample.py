@@ -7,11 +7,14 @@ rebuilds the network and schedule; the sampler comes from this command's ``sampl
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from diffusion_lit.runs.sampling import sample
 from diffusion_lit.utils.errors import report_user_errors
+from diffusion_lit.utils.overrides import null_groups_removed
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 
@@ -21,4 +24,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = null_groups_removed(sys.argv, CONFIG_DIR)  # logger=null: no logger (Hydra's ~logger)
     main()

@@ -7,11 +7,14 @@ run itself is :func:`diffusion_lit.runs.training.train`.
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from diffusion_lit.runs.jobs import run_job
 from diffusion_lit.runs.training import train
+from diffusion_lit.utils.overrides import null_groups_removed
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 
@@ -21,4 +24,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = null_groups_removed(sys.argv, CONFIG_DIR)  # logger=null: no logger (Hydra's ~logger)
     main()

@@ -7,6 +7,8 @@ its accuracy on the test set and saves it (atomically) where ``extractor=domain`
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 import lightning.pytorch as pl
 import torch
@@ -18,6 +20,7 @@ from diffusion_lit.metrics.features import domain_checkpoint_path
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError, report_user_errors
 from diffusion_lit.utils.files import atomic_write
+from diffusion_lit.utils.overrides import null_groups_removed
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 
@@ -52,4 +55,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = null_groups_removed(sys.argv, CONFIG_DIR)  # logger=null: no logger (Hydra's ~logger)
     main()

@@ -14,6 +14,7 @@ from diffusion_lit.diffusion.samplers import check_sampler
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.utils.config_types import check_instantiated
 from diffusion_lit.utils.errors import UserError
 
 
@@ -105,6 +106,7 @@ def load_checkpoint(
         cfg.sampler.steps = cfg.sampler.pop("num_steps")
     if sampler is not None:
         cfg.sampler = sampler_config(cfg.sampler, sampler)
+        check_instantiated(cfg.sampler, "sampler")  # e.g. +sampler.etaa=1 merged into a stored ddim
     if sample_precision is not None:
         cfg.model.sample_precision = sample_precision
     module = build_module(cfg, tuple(stored["image_shape"]), run_config=stored["config"])

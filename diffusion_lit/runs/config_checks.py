@@ -9,20 +9,29 @@ in an error that the config already held.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import lightning.pytorch as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from diffusion_lit.diffusion.samplers import check_sampler
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.lit.base import check_optimizer
+from diffusion_lit.lit.precision import AUTO
 from diffusion_lit.lit.sample_metrics import SAMPLE_METRICS, check_extractor_weights, check_metric_names, extractor_of
 from diffusion_lit.runs.config_schema import check_config_types
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import UserError, find_user_error
 
+# The sections every training run uses (the others can be removed with <group>=null).
+REQUIRED_SECTIONS = ("schedule", "data", "model", "sampler", "optimizer", "trainer", "paths")
+INSTANTIATED_SECTIONS = ("schedule", "data", "sampler", "optimizer", "trainer")  # need a _target_
 # ckpt_path values Lightning resolves itself (the run's own last or SLURM's hpc checkpoint).
 LIGHTNING_CKPT_NAMES = ("last", "hpc", "registry")
 
@@ -30,8 +39,16 @@ LIGHTNING_CKPT_NAMES = ("last", "hpc", "registry")
 def check_train_config(cfg: DictConfig) -> list[str]:
     """Raise a UserError for the first wrong value of a training config; returns the checked
     ``eval.metrics`` names."""
+    missing = [name for name in REQUIRED_SECTIONS if not cfg.get(name)]
+    missing += [name for name in INSTANTIATED_SECTIONS if cfg.get(name) and "_target_" not in cfg[name]]
+    if missing:
+        raise UserError(
+            f"a training run needs {' and '.join(missing)}: choose an option of the group ({missing[0]}=<option>); "
+            "only logger, callbacks, experiment, hparams_search and debug can be null."
+        )
     check_config_types(cfg)
     check_output_dir(cfg.paths.output_dir)
+    check_trainer(cfg.trainer)
     check_resume(cfg.get("ckpt_path"))
     check_eval(cfg)
     metric_names = eval_metric_names(cfg)
@@ -58,6 +75,34 @@ def check_output_dir(output_dir: str) -> None:
             f"the run folder {folder} is not writable ({error.strerror or error}): "
             "choose another with hydra.run.dir=<folder> (paths.output_dir follows it)."
         ) from None
+
+
+def build_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
+    """``instantiate(trainer_cfg, **kwargs)``; what Lightning refuses (devices=0, an unknown
+    precision, a GPU accelerator on a machine without one) is a UserError naming the trainer."""
+    try:
+        return instantiate(trainer_cfg, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        if find_user_error(cause):
+            raise
+        if not isinstance(cause, (MisconfigurationException, ValueError, TypeError, RuntimeError)):
+            raise
+        reason = str(cause).rstrip(".")
+        raise UserError(f"trainer: {reason}; check the trainer.* options (lightning.pytorch.Trainer).") from None
+
+
+def check_trainer(trainer_cfg: DictConfig) -> None:
+    """Build the Trainer once without callbacks or loggers, quietly: Lightning checks devices,
+    accelerator, precision and strategy there, in milliseconds."""
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # "GPU available: ..." is printed by the real Trainer
+    try:
+        auto = trainer_cfg.get("precision") == AUTO  # resolved later to a valid value for the device
+        build_trainer(trainer_cfg, callbacks=[], logger=False, **({"precision": "32-true"} if auto else {}))
+    finally:
+        lightning_log.setLevel(level)
 
 
 def check_resume(ckpt_path: str | None) -> None:

@@ -1,15 +1,14 @@
-"""The run config's schema: every key's type and allowed values, checked before a run loads data.
+"""The run configs' schema: every key's type and allowed values, checked before a run loads data.
 
-Two sources, one rule (a structured OmegaConf config per node, into which the node is merged, so
-that OmegaConf itself rejects a wrong type with the key's full path):
+Two sources, one rule (:mod:`diffusion_lit.utils.config_types`: the node is merged into a
+structured OmegaConf config, so OmegaConf itself rejects a wrong type and names the key):
 
 - A node Hydra instantiates (``_target_``: data, schedule, sampler, optimizer, trainer, callbacks,
-  loggers, model.net, formulation, ...) takes its schema from the target's signature: the keys are
-  its parameters and the types their annotations (``Literal`` options are checked by value, since
-  OmegaConf has no Literal type). A new option of a class is part of the schema the moment it
-  exists, and a config key the class does not take is an error here rather than a ``TypeError``
-  from ``instantiate`` minutes later.
-- The other nodes of the training config (``model``, ``eval``, the top-level keys) are the
+  loggers, model.net, formulation, an edit task, ...) takes its schema from the target's
+  signature: the keys are its parameters and the types their annotations. A new option of a class
+  is part of the schema the moment it exists, and a key the class does not take is an error here
+  rather than a ``TypeError`` from ``instantiate`` minutes later.
+- The other sections of each command's config (``model``, ``eval``, the top-level keys) are the
   dataclasses below.
 
 :func:`check_config_types` walks a whole config; :mod:`diffusion_lit.runs.config_checks` adds the
@@ -18,27 +17,12 @@ ranges and cross-field rules that need more than one value.
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
-import difflib
-import inspect
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
-from hydra.utils import get_object
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING, DictConfig
 
-from diffusion_lit.utils.errors import UserError
-
-# Keys of an instantiated node that Hydra reads itself.
-HYDRA_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
-# Keyword arguments the code passes when it calls a partial (a sampler's generator, progress
-# callback and edit hooks): accepted in a config, not listed as its options.
-CALL_TIME_KEYS = frozenset({"generator", "callback", "edit"})
-_SCALARS = (int, float, bool, str)
+from diffusion_lit.utils.config_types import check_section, walk_instantiated
 
 
 @dataclass
@@ -107,192 +91,105 @@ class TrainConfig:
     paths: Any = None
 
 
-def _plain(annotation: Any) -> tuple[Any, tuple | None]:
-    """(the OmegaConf type of ``annotation``, its Literal choices or None).
+@dataclass
+class DataOverrides:
+    """``data`` of sample/evaluate/edit: overrides of the checkpoint's data config (null = keep)."""
 
-    OmegaConf types: the scalars, Optional of one, lists of scalars; anything else (unions of
-    several types, tensors, callables) is ``Any``, left to the target's own checks.
-    """
-    origin = get_origin(annotation)
-    if annotation in _SCALARS:
-        return annotation, None
-    if origin is Literal:
-        choices = get_args(annotation)
-        kinds = {type(choice) for choice in choices}
-        return (kinds.pop() if len(kinds) == 1 else Any), choices
-    if origin in (Union, types.UnionType):
-        members = [member for member in get_args(annotation) if member is not type(None)]
-        if len(members) == 1:
-            inner, choices = _plain(members[0])
-            return (inner | None if inner is not Any else Any), choices
-        return Any, None
-    if origin in (list, tuple, collections.abc.Sequence):
-        members = get_args(annotation)
-        uniform = origin is not tuple or members[-1] is Ellipsis or len(set(members)) == 1
-        if members and members[0] in _SCALARS and uniform:
-            return list[members[0]], None
-        return Any, None
-    return Any, None
+    root: str | None = None
+    data_dir: str | None = None
+    path: str | None = None
 
 
-def _type_hints(target: Any) -> dict[str, Any]:
-    """The resolved annotations of a callable's parameters ({} where they cannot be resolved)."""
-    function = target.__init__ if inspect.isclass(target) else target
-    try:
-        return typing.get_type_hints(function)
-    except Exception:  # forward references a library never resolves (e.g. TYPE_CHECKING-only names)
-        return {}
+@dataclass
+class SampleConfig:
+    """``python -m diffusion_lit.sample`` (conf/sample.yaml)."""
+
+    ckpt: str = MISSING
+    num_samples: int = 64
+    out: str = "samples.png"
+    save_tensors: str | None = None
+    nrow: int | None = None
+    batch_size: int = 256
+    labels: Any = None  # one class, a list, or null: checked against the model's classes
+    guidance_scale: float | None = None
+    guide_ckpt: str | None = None
+    guide_scale: float = 2.0
+    seed: int = 0
+    sample_precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] | None = None
+    device: str = "auto"
+    sampler: Any = None
 
 
-def _describe(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if get_origin(annotation) is None else None
-    return text or str(annotation).replace("typing.", "")
+@dataclass
+class NllOptions:
+    timesteps: int | None = None
+    variance: Literal["beta", "beta_tilde"] = "beta"
 
 
-def _unknown_key(path: str, key: str, known: list[str], owner: str) -> UserError:
-    prefix = f"{path}." if path else ""
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f" Did you mean {prefix}{close[0]}?" if close else ""
-    return UserError(
-        f"{prefix}{key} is not an option of {owner}.{hint} Its options: {', '.join(sorted(known))}. "
-        "Remove the key or correct its name."
-    )
+@dataclass
+class KidOptions:
+    subset_size: int = 1000
+    subsets: int = 100
 
 
-def _items(node: DictConfig | dict) -> list[tuple[str, Any]]:
-    """A node's (key, value) pairs with interpolations resolved; a value that cannot be resolved here
-    (``${hydra:...}`` outside a Hydra run) is left out: its target still checks it at run time."""
-    pairs = []
-    for key in node:
-        try:
-            value = node[key]
-        except OmegaConfBaseException:
-            continue
-        if isinstance(value, (DictConfig, ListConfig)):
-            try:
-                value = OmegaConf.to_container(value, resolve=True)
-            except OmegaConfBaseException:
-                continue
-        pairs.append((str(key), value))
-    return pairs
+@dataclass
+class PrecisionRecallOptions:
+    k: int = 3
 
 
-def _check_against(values: dict[str, Any], schema: type, path: str, owner: str, choices: dict[str, tuple]) -> None:
-    """Merge ``values`` into the structured config of dataclass ``schema``: OmegaConf rejects a
-    value of the wrong type (the error names the key); then the Literal ``choices`` are checked."""
-    prefix = f"{path}." if path else ""
-    try:
-        OmegaConf.merge(OmegaConf.structured(schema), values)
-    except OmegaConfBaseException as error:
-        name = str(error.full_key or "").split(".")[0].split("[")[0]
-        expected = {item.name: item.type for item in dataclasses.fields(schema)}.get(name)
-        wanted = f"; {owner} takes {_describe(expected)}" if expected is not None else ""
-        reason = str(error).splitlines()[0].rstrip(".")
-        raise UserError(
-            f"{prefix}{name}={values.get(name)!r} is not valid: {reason}{wanted}. "
-            f"Set {prefix}{name} to a value of that type."
-        ) from None
-    for key, allowed in choices.items():
-        if values.get(key) is not None and values[key] not in allowed:
-            raise UserError(f"{prefix}{key} must be one of {list(allowed)}, got {values[key]!r}.")
+@dataclass
+class EvaluateConfig:
+    """``python -m diffusion_lit.evaluate`` (conf/evaluate.yaml)."""
+
+    ckpt: str = MISSING
+    metrics: Any = "nll"  # a name or a list: checked against the metric names
+    split: Literal["train", "val", "test"] = "val"
+    num_images: int = 256
+    num_samples: int = 1000
+    sample_batch_size: int = 256
+    num_real: int = 10000
+    reference_split: Literal["train", "val", "test"] = "train"
+    guidance_scale: float | None = None
+    guide_ckpt: str | None = None
+    guide_scale: float = 2.0
+    sweep_steps: list[int] | None = None
+    gallery: str | None = None
+    batch_size: int = 64
+    seed: int = 0
+    sample_precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] | None = None
+    device: str = "auto"
+    out: str | None = None
+    data: DataOverrides = field(default_factory=DataOverrides)
+    nll: NllOptions = field(default_factory=NllOptions)
+    kid: KidOptions = field(default_factory=KidOptions)
+    precision_recall: PrecisionRecallOptions = field(default_factory=PrecisionRecallOptions)
+    extractor: Any = None
+    paths: Any = None
+    sampler: Any = None
 
 
-def check_instantiated(node: DictConfig, path: str) -> None:
-    """Check a ``_target_`` node (and the ``_target_`` nodes inside it) against its target's signature."""
-    target_name = node.get("_target_")
-    try:
-        target = get_object(target_name)
-    except Exception:
-        raise UserError(
-            f"{path}._target_={target_name!r} cannot be imported: check its spelling, or choose one of the "
-            f"config group's options ({path.split('.')[0]}=<option>)."
-        ) from None
-    owner = getattr(target, "__qualname__", str(target_name))
-    parameters = inspect.signature(target).parameters
-    takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
-    named = {
-        name: parameter for name, parameter in parameters.items()
-        if parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    }  # fmt: skip
-    hints = _type_hints(target)
-    values, fields, choices = {}, [], {}
-    for key in node:
-        key = str(key)
-        if key in HYDRA_KEYS:
-            continue
-        child = node._get_node(key)
-        if isinstance(child, (DictConfig, ListConfig)):
-            _walk_instantiated(child, f"{path}.{key}")
-        if key not in named:
-            if takes_any:
-                continue
-            options = [name for name, parameter in named.items() if parameter.default is not inspect.Parameter.empty]
-            raise _unknown_key(path, key, [name for name in options if name not in CALL_TIME_KEYS], owner)
-    for key, value in _items(node):
-        if key in HYDRA_KEYS or key not in named or (isinstance(value, dict) and "_target_" in value):
-            continue
-        kind, allowed = _plain(hints.get(key, Any))
-        if named[key].default is None and kind is not Any:
-            kind = kind | None
-        if kind is Any:
-            continue
-        values[key] = value
-        fields.append((key, kind, field(default=MISSING)))
-        if allowed:
-            choices[key] = allowed
-    if fields:
-        _check_against(values, dataclasses.make_dataclass(f"{owner}Options", fields), path, owner, choices)
+@dataclass
+class EditConfig:
+    """``python -m diffusion_lit.edit`` (conf/edit.yaml; the task's own keys are its target's)."""
 
-
-def _check_section(node: DictConfig, schema: type, path: str) -> None:
-    """A section described by a dataclass: unknown keys (with a suggestion), nested sections, and
-    the types of its own values (OmegaConf); ``Any`` fields are instantiated groups, checked by
-    :func:`check_instantiated`."""
-    hints = typing.get_type_hints(schema)
-    prefix = f"{path}." if path else ""
-    values, choices = {}, {}
-    for key in node:
-        key = str(key)
-        if key == "hydra":
-            continue
-        if key not in hints:
-            raise _unknown_key(path, key, list(hints), f"the {path or 'top level'} section")
-    for key, value in _items(node):
-        if key == "hydra":
-            continue
-        kind = hints[key]
-        nested = next((member for member in (get_args(kind) or (kind,)) if dataclasses.is_dataclass(member)), None)
-        if nested is not None:
-            if value is not None:
-                _check_section(node[key], nested, f"{prefix}{key}")
-            continue
-        if kind is Any:
-            continue
-        values[key] = value
-        _, allowed = _plain(kind)
-        if allowed:
-            choices[key] = allowed
-    fields = [(key, _plain(hints[key])[0], field(default=MISSING)) for key in values]
-    plain = dataclasses.make_dataclass(f"{schema.__name__}Values", fields)
-    _check_against(values, plain, path, f"the {path or 'top level'} section", choices)
+    ckpt: str = MISSING
+    out: str | None = None
+    image: str | None = None
+    indices: list[int] = field(default_factory=list)
+    split: Literal["train", "val", "test"] = "val"
+    mask: str = "center"
+    labels: Any = None
+    guidance_scale: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    data: DataOverrides = field(default_factory=DataOverrides)
+    task: Any = None
+    sampler: Any = None
 
 
 def check_config_types(cfg: DictConfig, schema: type | None = TrainConfig) -> None:
     """Check a composed config: its sections against ``schema`` (unknown keys and types) and every
     ``_target_`` node anywhere in it against its target's signature."""
     if schema is not None:
-        _check_section(cfg, schema, "")
-    _walk_instantiated(cfg, "")
-
-
-def _walk_instantiated(node: Any, path: str) -> None:
-    if isinstance(node, DictConfig):
-        if "_target_" in node:
-            check_instantiated(node, path or "config")
-            return
-        for key in node:
-            if key != "hydra":
-                _walk_instantiated(node._get_node(key), f"{path}.{key}" if path else str(key))
-    elif isinstance(node, ListConfig):
-        for index in range(len(node)):
-            _walk_instantiated(node._get_node(index), f"{path}[{index}]")
+        check_section(cfg, schema, "")
+    walk_instantiated(cfg, "")

@@ -19,6 +19,7 @@ from diffusion_lit.lit.build import data_module_for, load_checkpoint
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.metrics.features import DomainFeatures, domain_checkpoint_path
+from diffusion_lit.runs.config_schema import EditConfig, check_config_types
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.devices import resolve_device
 from diffusion_lit.utils.errors import UserError
@@ -59,6 +60,7 @@ def digit_classifier(module: DiffusionModule | SingleStepDenoiser, cfg: DictConf
 
 
 def edit(cfg: DictConfig) -> Path:
+    check_config_types(cfg, EditConfig)
     task = instantiate(cfg.task)  # the task's function with its options bound (conf/task/*.yaml)
     device = resolve_device(cfg.device)
     module = load_checkpoint(cfg.ckpt, sampler=cfg.get("sampler"), kind=None).to(device)

@@ -48,6 +48,7 @@ from diffusion_lit.lit.sample_metrics import (
     extractor_of,
     real_batches,
 )
+from diffusion_lit.runs.config_schema import EvaluateConfig, check_config_types
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.devices import resolve_device
 from diffusion_lit.utils.errors import UserError
@@ -141,6 +142,7 @@ def sweep_outputs(rows: list[dict[str, Any]], out: str | None) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    check_config_types(cfg, EvaluateConfig)
     names = [cfg.metrics] if isinstance(cfg.metrics, str) else list(cfg.metrics)
     if not names:
         raise UserError(f"metrics must be among {['nll', *SAMPLE_METRICS]}, got none.")

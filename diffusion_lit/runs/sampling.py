@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from diffusion_lit.lit.build import attach_guide, load_checkpoint
 from diffusion_lit.lit.module import sample_labels
+from diffusion_lit.runs.config_schema import SampleConfig, check_config_types
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.devices import resolve_device
 from diffusion_lit.utils.errors import UserError
@@ -31,6 +32,7 @@ def save_tensors(samples: torch.Tensor, path: Path) -> Path:
 
 
 def sample(cfg: DictConfig) -> Path:
+    check_config_types(cfg, SampleConfig)
     if cfg.num_samples < 1:
         raise UserError(f"num_samples must be >= 1, got {cfg.num_samples!r}.")
     if cfg.batch_size < 1:

@@ -22,7 +22,7 @@ from diffusion_lit.lit.loggers import finish, log_config, log_images, log_result
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.precision import resolve_trainer_precision
 from diffusion_lit.lit.sample_metrics import training_run_metrics
-from diffusion_lit.runs.config_checks import check_train_config
+from diffusion_lit.runs.config_checks import build_trainer, check_train_config
 from diffusion_lit.runs.jobs import RESULTS_FILE, ddp_processes_rerun_this_job, write_json
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError
@@ -127,7 +127,7 @@ def train(cfg: DictConfig) -> float | None:
     callbacks = instantiate_all(cfg.get("callbacks"))
     if not loggers:  # it needs a logger to write to
         callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=order_callbacks(callbacks), logger=loggers or False)
+    trainer = build_trainer(cfg.trainer, callbacks=order_callbacks(callbacks), logger=loggers or False)
     if trainer.is_global_zero:
         log_config(trainer.loggers, run_config)
 

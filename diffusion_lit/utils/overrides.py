@@ -1,4 +1,10 @@
-"""Command-line overrides of a config group that a checkpoint fills in.
+"""Command-line overrides that Hydra would refuse but whose meaning is clear.
+
+``<group>=null`` (e.g. ``logger=null``, as many Hydra projects document it) is Hydra's
+``~<group>``: no config of the group. Hydra itself stops with "Config group override must be a
+string or a list. Got NoneType" and a traceback.
+
+A config group that a checkpoint fills in:
 
 ``evaluate`` and ``edit`` take their sampler from the checkpoint unless ``sampler=<name>`` is
 given, so their config has no ``sampler`` node and Hydra refuses ``sampler.steps=20`` ("Key
@@ -9,6 +15,8 @@ code merges them into the checkpoint's sampler config (:func:`diffusion_lit.lit.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def options_of_checkpoint_group(argv: list[str], group: str) -> list[str]:
     """``argv`` with each ``<group>.<key>=<value>`` turned into ``+<group>.<key>=<value>`` when no
@@ -17,3 +25,15 @@ def options_of_checkpoint_group(argv: list[str], group: str) -> list[str]:
     if selected:
         return list(argv)
     return [argv[0]] + [f"+{arg}" if arg.startswith(f"{group}.") and "=" in arg else arg for arg in argv[1:]]
+
+
+def null_groups_removed(argv: list[str], config_dir: str) -> list[str]:
+    """``argv`` with each ``<group>=null`` (``<group>`` a folder of ``config_dir``) as ``~<group>``."""
+
+    def rewrite(arg: str) -> str:
+        key, _, value = arg.partition("=")
+        if value == "null" and not key.startswith(("+", "~")) and (Path(config_dir) / key).is_dir():
+            return f"~{key}"
+        return arg
+
+    return [argv[0]] + [rewrite(arg) for arg in argv[1:]]
