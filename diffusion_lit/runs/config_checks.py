@@ -37,8 +37,18 @@ LIGHTNING_CKPT_NAMES = ("last", "hpc", "registry")
 
 
 def check_train_config(cfg: DictConfig) -> list[str]:
-    """Raise a UserError for the first wrong value of a training config; returns the checked
-    ``eval.metrics`` names."""
+    """Raise a UserError for the first wrong value of a training config (a constructor's UserError
+    unwrapped from Hydra's InstantiationException); returns the checked ``eval.metrics`` names."""
+    try:
+        return _check_train_config(cfg)
+    except InstantiationException as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        raise user_error from None
+
+
+def _check_train_config(cfg: DictConfig) -> list[str]:
     missing = [name for name in REQUIRED_SECTIONS if not cfg.get(name)]
     missing += [name for name in INSTANTIATED_SECTIONS if cfg.get(name) and "_target_" not in cfg[name]]
     if missing:
@@ -86,7 +96,7 @@ def build_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
         cause = error.__cause__ or error
         if find_user_error(cause):
             raise
-        if not isinstance(cause, (MisconfigurationException, ValueError, TypeError, RuntimeError)):
+        if not isinstance(cause, (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError)):
             raise
         reason = str(cause).rstrip(".")
         raise UserError(f"trainer: {reason}; check the trainer.* options (lightning.pytorch.Trainer).") from None
