@@ -124,7 +124,7 @@ class DiffusionModule(TrainingModule):
         if not 0.0 <= cond_drop_prob < 1.0:
             raise UserError(f"model.cond_drop_prob must lie in [0, 1), got {cond_drop_prob!r}.")
         if lr_warmup_steps < 0:
-            raise UserError(f"model.lr_warmup_steps must be >= 0, got {lr_warmup_steps!r}.")
+            raise UserError(f"lr_warmup_steps must be >= 0, got {lr_warmup_steps!r}.")
         self.channels_last = bool(channels_last)
         self.net = net.to(memory_format=torch.channels_last) if self.channels_last else net
         self.compile_net = bool(compile)  # not self.compile: that is nn.Module's compile()

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from diffusion_lit.diffusion.samplers import check_sampler
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.lit.base import check_optimizer
+from diffusion_lit.lit.build import build_module
 from diffusion_lit.lit.precision import AUTO
 from diffusion_lit.lit.sample_metrics import SAMPLE_METRICS, check_extractor_weights, check_metric_names, extractor_of
 from diffusion_lit.runs.config_schema import check_config_types
@@ -63,11 +64,9 @@ def _check_train_config(cfg: DictConfig) -> list[str]:
     check_eval(cfg)
     metric_names = eval_metric_names(cfg)
     check_fid_callback(cfg)
-    if cfg.get("denoiser"):  # experiment=single_step_denoiser: no schedule, sampler or guidance
-        check_optimizer(instantiate(cfg.optimizer))
-        return metric_names
-    schedule = NoiseSchedule(instantiate(cfg.schedule))
-    check_sampler(instantiate(cfg.sampler), schedule)  # the grids', the FID callback's and the final samples'
+    if not cfg.get("denoiser"):  # experiment=single_step_denoiser has no sampler
+        # the sampler of the grids, the FID callback and the final samples
+        check_sampler(instantiate(cfg.sampler), NoiseSchedule(instantiate(cfg.schedule)))
     check_optimizer(instantiate(cfg.optimizer))
     check_model(cfg)
     return metric_names
@@ -165,16 +164,13 @@ def check_fid_callback(cfg: DictConfig) -> None:
 
 
 def check_model(cfg: DictConfig) -> None:
-    """Guidance and dropout ranges; the U-Net built once (cheap) so that an image size or width it
-    cannot take stops here rather than after the data is loaded."""
-    model = cfg.model
-    if model.get("guidance_scale", 1.0) < 0:
+    """Guidance's range, then the module built once from the config (cheap: no data is loaded, the
+    data module only says its image shape), so that every constructor's own checks (the U-Net's
+    sizes and widths, the module's ranges, the formulation's options) stop the run here."""
+    guidance_scale = cfg.model.get("guidance_scale", 1.0)
+    if guidance_scale is not None and guidance_scale < 0:
         raise UserError(
-            f"model.guidance_scale must be >= 0 (0 = unconditional, 1 = conditional), got {model.guidance_scale!r}."
+            f"model.guidance_scale must be >= 0 (0 = unconditional, 1 = conditional), got {guidance_scale!r}."
         )
-    if not 0.0 <= model.get("cond_drop_prob", 0.1) <= 1.0:
-        raise UserError(f"model.cond_drop_prob must be in [0, 1], got {model.cond_drop_prob!r}.")
-    if model.get("min_snr_gamma", 5.0) <= 0:
-        raise UserError(f"model.min_snr_gamma must be > 0, got {model.min_snr_gamma!r}.")
-    options = {"num_classes": model.num_classes} if model.get("num_classes", 0) else {}
-    instantiate(model.net, in_channels=1, **options)
+    datamodule = instantiate(cfg.data)
+    build_module(cfg, (datamodule.num_channels, datamodule.image_size, datamodule.image_size))
