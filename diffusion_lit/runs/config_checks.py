@@ -69,6 +69,7 @@ def _check_train_config(cfg: DictConfig) -> list[str]:
         check_sampler(instantiate(cfg.sampler), NoiseSchedule(instantiate(cfg.schedule)))
     check_optimizer(instantiate(cfg.optimizer))
     check_model(cfg)
+    check_callbacks_and_loggers(cfg)
     return metric_names
 
 
@@ -161,6 +162,15 @@ def check_fid_callback(cfg: DictConfig) -> None:
         return
     data_dir = cfg.data.get("data_dir") or cfg.paths.data_dir
     check_extractor_weights(["fid"], extractor_of(fid.extractor, "callbacks.fid.extractor"), data_dir)
+
+
+def check_callbacks_and_loggers(cfg: DictConfig) -> None:
+    """Build each callback and logger once (their constructors check their options; none writes
+    or connects before the run uses it)."""
+    for section in ("callbacks", "logger"):
+        for node in (cfg.get(section) or {}).values():
+            if isinstance(node, DictConfig) and "_target_" in node:
+                instantiate(node)
 
 
 def check_model(cfg: DictConfig) -> None:
