@@ -91,6 +91,15 @@ def test_a_wrong_training_input_stops_the_run_before_its_data_is_loaded(tmp_path
     assert "\n" not in str(raised.value)  # one line
 
 
+def test_a_checkpoint_to_resume_from_must_be_one(tmp_path):
+    corrupt = tmp_path / "last.ckpt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="could not be read as a checkpoint"):
+        check_train_config(
+            compose_train("model=tiny", "debug=smoke", f"ckpt_path={corrupt}", output_dir=tmp_path / "run")
+        )
+
+
 def test_the_run_folder_must_take_files(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

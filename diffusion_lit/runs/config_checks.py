@@ -10,12 +10,12 @@ in an error that the config already held.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -125,8 +125,12 @@ def check_resume(ckpt_path: str | None) -> None:
             f"ckpt_path={ckpt_path} is not a file: pass a checkpoint of an earlier run "
             "(<run>/checkpoints/last.ckpt), or ckpt_path=last for this run folder's own last checkpoint."
         )
-    if not os.access(path, os.R_OK):
-        raise UserError(f"ckpt_path={ckpt_path} is not readable: check its permissions.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # truncated, not a checkpoint, unreadable: Lightning would fail after the data
+        raise UserError(f"ckpt_path={ckpt_path} could not be read as a checkpoint ({error}).") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"ckpt_path={ckpt_path} is not a Lightning checkpoint (no state_dict): pass a .ckpt of a run.")
 
 
 def check_eval(cfg: DictConfig) -> None:
