@@ -49,7 +49,7 @@ WRONG_TRAINING_INPUTS = [
     ("trainer.max_epochs=abc", "trainer.max_epochs='abc' is not valid: Value 'abc' of type 'str' could not be"),
     ("+sampler.etaa=0.5", "sampler.etaa is not an option of ddpm_sample"),
     ("+trainer.max_epoch=3", "Did you mean trainer.max_epochs?"),
-    ("+foo=1", "foo is not an option of the top level section"),
+    ("+foo=1", "foo is not an option of this command's config"),
     ("model.num_classes=two", "model.num_classes='two' is not valid"),
     ("model.prediction=noise", "model.prediction must be one of ['eps', 'x0', 'v']"),
     ("lr_decay=linear", "lr_decay must be one of ['none', 'cosine']"),
@@ -118,7 +118,7 @@ def test_a_targets_options_are_its_signature():
     node = OmegaConf.create({"_target_": "diffusion_lit.diffusion.samplers.ddim_sample", "_partial_": True, "steps": 5})
     check_instantiated(node, "sampler")
     node.eta = "half"
-    with pytest.raises(UserError, match=r"sampler.eta='half' is not valid: .* ddim_sample takes float"):
+    with pytest.raises(UserError, match=r"sampler.eta='half' is not valid: .* expected float \(ddim_sample\)"):
         check_instantiated(node, "sampler")
     node.eta, node.spacing = 0.5, "evenly"
     with pytest.raises(UserError, match=r"sampler.spacing must be one of \['time', 'logsnr', 'karras'\]"):

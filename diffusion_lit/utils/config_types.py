@@ -126,7 +126,7 @@ def _check_against(values: dict[str, Any], schema: type, path: str, owner: str, 
     except OmegaConfBaseException as error:
         name = str(error.full_key or "").split(".")[0].split("[")[0]
         expected = {item.name: item.type for item in dataclasses.fields(schema)}.get(name)
-        wanted = f"; {owner} takes {_describe(expected)}" if expected is not None else ""
+        wanted = f"; expected {_describe(expected)} ({owner})" if expected is not None else ""
         reason = str(error).splitlines()[0].rstrip(".")
         raise UserError(
             f"{prefix}{name}={values.get(name)!r} is not valid: {reason}{wanted}. "
@@ -196,7 +196,7 @@ def check_section(node: DictConfig, schema: type, path: str) -> None:
         if key == "hydra":
             continue
         if key not in hints:
-            raise _unknown_key(path, key, list(hints), f"the {path or 'top level'} section")
+            raise _unknown_key(path, key, list(hints), f"the {path} section" if path else "this command's config")
     for key, value in _items(node):
         if key == "hydra":
             continue
@@ -214,7 +214,7 @@ def check_section(node: DictConfig, schema: type, path: str) -> None:
             choices[key] = allowed
     fields = [(key, _plain(hints[key])[0], field(default=MISSING)) for key in values]
     plain = dataclasses.make_dataclass(f"{schema.__name__}Values", fields)
-    _check_against(values, plain, path, f"the {path or 'top level'} section", choices)
+    _check_against(values, plain, path, f"the {path} section" if path else "this command's config", choices)
 
 
 def walk_instantiated(node: Any, path: str) -> None:
