@@ -69,6 +69,7 @@ WRONG_TRAINING_INPUTS = [
     ("model.cond_drop_prob=1.5", "model.cond_drop_prob must lie in [0, 1)"),
     ("lr_warmup_steps=-1", "lr_warmup_steps must be >= 0"),
     ("callbacks.ema.decay=2", "callbacks.ema.decay must lie in [0, 1)"),
+    ("data.val_fraction=0", "data.val_fraction=0 leaves no validation images"),
     ("eval.guide_scale=-2", "eval.guide_scale must be >= 0"),
     ("eval.num_samples=-1", "eval.num_samples must be >= 0"),
     ("eval.metrics=[fidd]", "fidd"),

@@ -62,6 +62,11 @@ def _check_train_config(cfg: DictConfig) -> list[str]:
     check_trainer(cfg.trainer)
     check_resume(cfg.get("ckpt_path"))
     check_eval(cfg)
+    if cfg.data.get("val_fraction", 1) == 0:  # the data modules allow it; a training run cannot
+        raise UserError(
+            "data.val_fraction=0 leaves no validation images, which a training run needs (val/loss picks the best "
+            "checkpoint; the denoising strips start from validation images): use a share in (0, 1), e.g. 0.1."
+        )
     metric_names = eval_metric_names(cfg)
     check_fid_callback(cfg)
     if not cfg.get("denoiser"):  # experiment=single_step_denoiser has no sampler

@@ -60,6 +60,7 @@ CASES = [
     ("train", "ckpt_path={tmp}/corrupt.ckpt", "resume from a file that is not a checkpoint"),
     ("train", "data=mnist data.root={tmp}/nothing data.download=false", "MNIST not there (offline)"),
     ("train", "model.num_classes=10", "a class-conditional model on unlabelled triangles"),
+    ("train", "data.val_fraction=0", "no validation images"),
     ("train", "data=folder", "an image folder without its path"),
     ("train", "data=folder data.path={tmp}/undecodable", "a folder of files that are not images"),
     ("sample", "ckpt={tmp}/nothing.ckpt", "a missing checkpoint"),
