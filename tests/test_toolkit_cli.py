@@ -74,6 +74,10 @@ def test_evaluate_prints_the_bound_and_its_terms(conditional_run):
     )  # fmt: skip
     results = json.loads(out.read_text())
     assert results["nll_num_images"] == 8
+    card = results["nll_protocol"]  # what the number means: which images, which bound, which checkpoint
+    assert card["split"] == "val" and card["num_images"] == 8 and card["seed"] == 0
+    assert card["timestep_estimator"].startswith("3 uniform random timesteps") and card["reverse_variance"] == "beta"
+    assert card["checkpoint"] == str(ckpt.resolve()) and card["formulation"] == "VP"
     terms = results["prior_bpd"] + results["diffusion_bpd"] + results["decoder_bpd"]
     assert results["nll_bpd"] == pytest.approx(terms) and results["nll_bpd"] > 0
     assert "nll_bpd" in result.stdout

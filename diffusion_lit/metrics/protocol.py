@@ -18,6 +18,57 @@ import torchvision
 from diffusion_lit import __version__
 
 
+def _model_fields(run_config: dict[str, Any], image_shape: tuple[int, ...], checkpoint: str | None) -> dict[str, Any]:
+    """What was evaluated: the checkpoint, its weights, data, formulation and image shape."""
+    return {
+        "checkpoint": checkpoint,
+        "ema_weights": bool((run_config.get("callbacks") or {}).get("ema")),
+        "dataset": (run_config.get("data") or {}).get("_target_"),
+        # Runs from before the formulation choice are VP.
+        "formulation": str((run_config.get("formulation") or {}).get("_target_", "VP")).rsplit(".", 1)[-1],
+        "image_shape": list(image_shape),
+    }
+
+
+def _environment_fields() -> dict[str, Any]:
+    return {
+        "versions": {
+            "diffusion_lit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "torchmetrics": torchmetrics.__version__, "lightning": version("lightning"),
+        },
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }  # fmt: skip
+
+
+def nll_protocol_card(
+    *,
+    run_config: dict[str, Any],
+    image_shape: tuple[int, ...],
+    num_timesteps: int,
+    split: str,
+    num_images: int,
+    timesteps: int | None,
+    variance: str,
+    seed: int,
+    checkpoint: str | None = None,
+) -> dict[str, Any]:
+    """A JSON-serialisable description of one likelihood evaluation (``evaluate metrics=nll``):
+    which real images (split, count), which bound (every one of the T terms, or an unbiased estimate
+    from K random timesteps per image, seeded), with which reverse variance."""
+    estimator = "all terms" if timesteps is None else f"{timesteps} uniform random timesteps per image (unbiased)"
+    return {
+        **_model_fields(run_config, image_shape, checkpoint),
+        "metric": "bits per dimension of the discrete variational bound",
+        "schedule_timesteps": num_timesteps,
+        "split": split,
+        "num_images": num_images,
+        "timestep_estimator": estimator,
+        "reverse_variance": variance,
+        "seed": seed,
+        **_environment_fields(),
+    }
+
+
 def protocol_card(
     *,
     run_config: dict[str, Any],
@@ -46,23 +97,14 @@ def protocol_card(
         autoguidance: the guide's checkpoint and scale, when sampling was autoguided.
     """
     card: dict[str, Any] = {
-        "checkpoint": checkpoint,
-        "ema_weights": bool((run_config.get("callbacks") or {}).get("ema")),
-        "dataset": (run_config.get("data") or {}).get("_target_"),
-        # Runs from before the formulation choice are VP.
-        "formulation": str((run_config.get("formulation") or {}).get("_target_", "VP")).rsplit(".", 1)[-1],
-        "image_shape": list(image_shape),
+        **_model_fields(run_config, image_shape, checkpoint),
         "sampler": str(sampler.get("_target_", "")).rsplit(".", 1)[-1],
         "sampler_options": {k: v for k, v in sampler.items() if not str(k).startswith("_")},
         "guidance_scale": guidance_scale,
         "autoguidance": autoguidance,
         "num_generated": num_generated,
         "seed": seed,
-        "versions": {
-            "diffusion_lit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "torchmetrics": torchmetrics.__version__, "lightning": version("lightning"),
-        },
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        **_environment_fields(),
     }  # fmt: skip
     if extractor is not None:
         card.update(

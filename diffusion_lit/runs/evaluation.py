@@ -48,6 +48,7 @@ from diffusion_lit.lit.sample_metrics import (
     extractor_of,
     real_batches,
 )
+from diffusion_lit.metrics.protocol import nll_protocol_card
 from diffusion_lit.runs.config_schema import EvaluateConfig, check_config_types
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.devices import resolve_device
@@ -56,7 +57,7 @@ from diffusion_lit.utils.files import atomic_write
 from diffusion_lit.utils.images import plt
 
 
-def evaluate_nll(module: DiffusionModule, datamodule: Any, cfg: DictConfig) -> dict[str, float]:
+def evaluate_nll(module: DiffusionModule, datamodule: Any, cfg: DictConfig) -> dict[str, Any]:
     """Bits per dimension of the variational bound, averaged over the evaluated images."""
     generator = torch.Generator(device=module.device).manual_seed(cfg.seed)
     totals: dict[str, float] = {}
@@ -73,8 +74,13 @@ def evaluate_nll(module: DiffusionModule, datamodule: Any, cfg: DictConfig) -> d
             totals[name] = totals.get(name, 0.0) + value * images.shape[0]
         count += images.shape[0]
         console.print(f"nll: {count} images, {time.perf_counter() - started:.0f} s", highlight=False)
-    results = {name: value / count for name, value in totals.items()}
+    results: dict[str, Any] = {name: value / count for name, value in totals.items()}
     results["nll_num_images"] = count
+    results["nll_protocol"] = nll_protocol_card(
+        run_config=module.run_config, image_shape=module.image_shape, num_timesteps=module.schedule.num_timesteps,
+        split=cfg.split, num_images=count, timesteps=cfg.nll.timesteps, variance=cfg.nll.variance, seed=cfg.seed,
+        checkpoint=str(Path(cfg.ckpt).resolve()),
+    )  # fmt: skip
     return results
 
 
