@@ -15,8 +15,10 @@ import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, WeightAveraging
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from diffusion_lit.callbacks.preemption import SaveOnPreemption
 from diffusion_lit.lit.build import attach_guide, build_module
 from diffusion_lit.lit.loggers import finish, log_config, log_images, log_results
 from diffusion_lit.lit.module import DiffusionModule
@@ -27,6 +29,10 @@ from diffusion_lit.runs.jobs import RESULTS_FILE, ddp_processes_rerun_this_job, 
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.images import save_grid
+
+# Exit status of a run stopped by SIGTERM after saving its checkpoint (128 + SIGTERM, as the shell
+# reports a process the signal ended): not 0, since the run is not finished.
+PREEMPTED_EXIT_STATUS = 143
 
 
 def instantiate_all(nodes: DictConfig | None) -> list:
@@ -103,6 +109,18 @@ def guide_for_final_samples(module: DiffusionModule, eval_cfg: DictConfig) -> di
     return module.autoguidance
 
 
+def record_preemption(trainer: pl.Trainer, output_dir: Path) -> None:
+    """results.json of a run stopped by SIGTERM (SaveOnPreemption wrote its checkpoint)."""
+    if not trainer.is_global_zero:
+        return
+    saved = next((callback.saved_to for callback in trainer.callbacks if isinstance(callback, SaveOnPreemption)), None)
+    write_json(
+        output_dir / RESULTS_FILE,
+        {"status": "preempted", "global_step": trainer.global_step, "checkpoint": str(saved) if saved else None,
+         "run_dir": str(output_dir), "resume": "the same command with ckpt_path=last"},
+    )  # fmt: skip
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit, then sample ``cfg.eval.num_samples`` images from the EMA weights and report metrics.
 
@@ -134,8 +152,13 @@ def train(cfg: DictConfig) -> float | None:
     failed = True
     try:
         started = time.perf_counter()
-        with ddp_processes_rerun_this_job():
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        try:
+            with ddp_processes_rerun_this_job():
+                trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        except SIGTERMException:
+            record_preemption(trainer, output_dir)
+            failed = False  # stopped on request, resumable: Lightning has finalised the loggers
+            raise SystemExit(PREEMPTED_EXIT_STATUS) from None
         fit_seconds = time.perf_counter() - started
         val_loss = trainer.callback_metrics.get("val/loss")
         results: dict = {
