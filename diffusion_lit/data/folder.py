@@ -179,10 +179,10 @@ class ImageFolderDataModule(InMemoryImageDataModule):
                         images.append(result)
                         labels.append(label)
         if not images:
-            listed = "\n  ".join(skipped[:10])
+            listed = "; ".join(skipped[:3])  # one line: the first few reasons are enough to act on
             raise UserError(
                 f"none of the {len(files)} files under {self.path} is a usable image"
-                + (f"; for example:\n  {listed}" if listed else ".")
+                + (f" (e.g. {listed}): point data.path at a folder of PNG/JPEG images." if listed else ".")
             )
         label_tensor = torch.as_tensor(labels, dtype=torch.int64) if classes is not None else None
         return DecodedImages(torch.stack(images), label_tensor, classes=classes, skipped=skipped)
