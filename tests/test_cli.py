@@ -3,7 +3,6 @@
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,51 +188,16 @@ def test_cfg_job_and_help_show_the_composed_config(tmp_path):
     assert "schedule: cosine, edm, linear, power, power10, power1_5, power2, sigmoid, sine" in result.stdout
 
 
-def _group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
-
-
-@pytest.mark.parametrize(
-    "override",
-    [
-        f"{group}={option}"
-        for group in [
-            "schedule",
-            "formulation",
-            "data",
-            "model",
-            "sampler",
-            "trainer",
-            "logger",
-            "callbacks",
-            "paths",
-            "hydra",
-            "debug",
-            "experiment",
-            "hparams_search",
-        ]
-        for option in _group_options(group)
-    ],
-)
-def test_every_config_composes(override):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[override])
-    assert "_target_" in cfg.schedule and "_target_" in cfg.model.net and "_target_" in cfg.data
-    assert cfg.optimizer._partial_ and cfg.sampler._partial_
-
-
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("schedule=quadratic", "Could not find 'schedule/quadratic'"),
-        ("data=imagenet", "Could not find 'data/imagenet'"),
+        ("schedule=quadratic", "Could not find 'schedule/quadratic'"),  # Hydra's own, with the options
         ("schedule=linear schedule.beta_end=1.5", "beta_end must lie in the open interval (0, 1), got 1.5"),
-        ("schedule.max_beta=1.5", "max_beta must lie in (0, 1), got 1.5"),
-        ("schedule.num_timesteps=0", "num_timesteps must be an integer >= 1, got 0"),
-        ("data.image_size=15", "image_size=15"),
     ],
 )
 def test_bad_config_values_stop_with_a_clear_message(tmp_path, override, message):
+    """The command line's side of a wrong value (exit status, no traceback); the values themselves
+    are checked in process by tests/test_config_schema.py."""
     result = run_cli("diffusion_lit.train", *SMOKE, *override.split(), "hydra.run.dir=run", cwd=tmp_path, check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr

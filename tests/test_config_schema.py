@@ -20,7 +20,7 @@ from diffusion_lit.utils.overrides import null_groups_removed
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 GROUPS = ["schedule", "formulation", "data", "model", "sampler", "trainer", "logger", "callbacks", "extractor",
-          "experiment", "hparams_search", "debug"]  # fmt: skip
+          "paths", "hydra", "experiment", "hparams_search", "debug"]  # fmt: skip
 OPTIONS = {group: sorted(path.stem for path in (Path(CONFIG_DIR) / group).glob("*.yaml")) for group in GROUPS}
 
 
@@ -30,16 +30,21 @@ def compose_train(*overrides: str, output_dir="/tmp/unused"):
 
 
 def test_every_shipped_config_passes_the_schema():
-    for group, options in OPTIONS.items():
-        for option in options:
-            for extra in ([], ["debug=smoke"]):
-                check_config_types(compose_train(f"{group}={option}", *extra))
-    for name, schema in (("sample", SampleConfig), ("evaluate", EvaluateConfig), ("edit", EditConfig)):
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    """Every option of every group (experiments also under debug=smoke, which they combine with in
+    the tests), and every command's defaults and edit task; one Hydra initialisation for all."""
+    train_cases = [[f"{group}={option}"] for group, options in OPTIONS.items() for option in options]
+    train_cases += [[f"experiment={option}", "debug=smoke"] for option in OPTIONS["experiment"]]
+    tasks = sorted(path.stem for path in (Path(CONFIG_DIR) / "task").glob("*.yaml"))
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for overrides in train_cases:
+            cfg = compose(config_name="train", overrides=["paths.output_dir=/tmp/unused", *overrides])
+            assert "_target_" in cfg.schedule and "_target_" in cfg.model.net and "_target_" in cfg.data
+            assert cfg.optimizer._partial_ and cfg.sampler._partial_
+            check_config_types(cfg)
+        for name, schema in (("sample", SampleConfig), ("evaluate", EvaluateConfig)):
             check_config_types(compose(config_name=name, overrides=["ckpt=x.ckpt"]), schema)
-        for task in sorted(path.stem for path in (Path(CONFIG_DIR) / "task").glob("*.yaml")):
-            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-                check_config_types(compose(config_name="edit", overrides=["ckpt=x.ckpt", f"task={task}"]), EditConfig)
+        for task in tasks:
+            check_config_types(compose(config_name="edit", overrides=["ckpt=x.ckpt", f"task={task}"]), EditConfig)
 
 
 # Wrong inputs of a training run that the checks catch before the data is loaded: overrides and a
@@ -61,6 +66,8 @@ WRONG_TRAINING_INPUTS = [
     ("sampler=ddim sampler.eta=2", "sampler.eta must lie in [0, 1]"),
     ("sampler.steps=0", "sampler.steps must be an integer >= 1"),
     ("schedule.num_timesteps=0", "schedule.num_timesteps must be an integer >= 1"),
+    ("schedule.max_beta=1.5", "max_beta must lie in (0, 1), got 1.5"),
+    ("data.image_size=15", "image_size=15"),
     ("optimizer.lr=-1", "optimizer: Invalid learning rate: -1"),
     ("trainer.devices=0", "trainer: `Trainer(devices=0)` value is not a valid input"),
     ("trainer.precision=fp8", "trainer: Precision 'fp8' is invalid"),
