@@ -41,7 +41,8 @@ def check_train_config(cfg: DictConfig) -> list[str]:
     """Raise a UserError for the first wrong value of a training config (a constructor's UserError
     unwrapped from Hydra's InstantiationException); returns the checked ``eval.metrics`` names."""
     try:
-        return _check_train_config(cfg)
+        with torch.random.fork_rng(devices=[]):  # building nets draws weights: leave the run's random stream alone
+            return _check_train_config(cfg)
     except InstantiationException as error:
         user_error = find_user_error(error)
         if user_error is None:
