@@ -174,13 +174,18 @@ def check_fid_callback(cfg: DictConfig) -> None:
     check_extractor_weights(["fid"], extractor_of(fid.extractor, "callbacks.fid.extractor"), data_dir)
 
 
+def instantiate_all(nodes: DictConfig | None) -> list:
+    """Instantiate every child node that has a ``_target_`` (callbacks, loggers); None disables one."""
+    if not nodes:
+        return []
+    return [instantiate(node) for node in nodes.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
 def check_callbacks_and_loggers(cfg: DictConfig) -> None:
     """Build each callback and logger once (their constructors check their options; none writes
     or connects before the run uses it)."""
-    for section in ("callbacks", "logger"):
-        for node in (cfg.get(section) or {}).values():
-            if isinstance(node, DictConfig) and "_target_" in node:
-                instantiate(node)
+    instantiate_all(cfg.get("callbacks"))
+    instantiate_all(cfg.get("logger"))
 
 
 def check_model(cfg: DictConfig) -> None:

@@ -24,7 +24,7 @@ from diffusion_lit.lit.loggers import finish, log_config, log_images, log_result
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.precision import resolve_trainer_precision
 from diffusion_lit.lit.sample_metrics import training_run_metrics
-from diffusion_lit.runs.config_checks import build_trainer, check_train_config
+from diffusion_lit.runs.config_checks import build_trainer, check_train_config, instantiate_all
 from diffusion_lit.runs.jobs import RESULTS_FILE, ddp_processes_rerun_this_job, write_json
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError
@@ -33,13 +33,6 @@ from diffusion_lit.utils.images import save_grid
 # Exit status of a run stopped by SIGTERM after saving its checkpoint (128 + SIGTERM, as the shell
 # reports a process the signal ended): not 0, since the run is not finished.
 PREEMPTED_EXIT_STATUS = 143
-
-
-def instantiate_all(nodes: DictConfig | None) -> list:
-    """Instantiate every child node that has a ``_target_`` (callbacks, loggers); None disables one."""
-    if not nodes:
-        return []
-    return [instantiate(node) for node in nodes.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
 def order_callbacks(callbacks: list[Callback]) -> list[Callback]:

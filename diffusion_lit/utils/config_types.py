@@ -190,13 +190,14 @@ def check_section(node: DictConfig, schema: type, path: str) -> None:
     :func:`check_instantiated`."""
     hints = typing.get_type_hints(schema)
     prefix = f"{path}." if path else ""
+    owner = f"the {path} section" if path else "this command's config"
     values, choices = {}, {}
     for key in node:
         key = str(key)
         if key == "hydra":
             continue
         if key not in hints:
-            raise _unknown_key(path, key, list(hints), f"the {path} section" if path else "this command's config")
+            raise _unknown_key(path, key, list(hints), owner)
     for key, value in _items(node):
         if key == "hydra":
             continue
@@ -214,7 +215,7 @@ def check_section(node: DictConfig, schema: type, path: str) -> None:
             choices[key] = allowed
     fields = [(key, _plain(hints[key])[0], field(default=MISSING)) for key in values]
     plain = dataclasses.make_dataclass(f"{schema.__name__}Values", fields)
-    _check_against(values, plain, path, f"the {path} section" if path else "this command's config", choices)
+    _check_against(values, plain, path, owner, choices)
 
 
 def walk_instantiated(node: Any, path: str) -> None:
