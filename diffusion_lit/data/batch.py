@@ -1,5 +1,6 @@
-"""What a batch holds: datasets yield images alone or (image, label) pairs, and every consumer
-(training steps, metrics, figures) reads them through these two helpers."""
+"""What a batch holds: datasets yield images alone, (image, label) pairs, or (image, label,
+noise) triples (reflow pairs, :mod:`diffusion_lit.data.pairs`), and every consumer (training
+steps, metrics, figures) reads them through these helpers."""
 
 from __future__ import annotations
 
@@ -14,3 +15,8 @@ def images_of(batch: torch.Tensor | tuple | list) -> torch.Tensor:
 def labels_of(batch: torch.Tensor | tuple | list) -> torch.Tensor | None:
     """The labels (B,) of an (image, label) batch, or None for an unlabelled batch."""
     return batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+
+
+def noise_of(batch: torch.Tensor | tuple | list) -> torch.Tensor | None:
+    """The noise paired with each image of an (image, label, noise) batch, or None."""
+    return batch[2] if isinstance(batch, (tuple, list)) and len(batch) > 2 else None

@@ -1,6 +1,6 @@
 """Formulations: how the network is trained and what it is asked at a noise level.
 
-Both present the same face to the samplers, ``model_fn(x_t, t) -> eps`` on the discrete levels
+All three present the same face to the samplers, ``model_fn(x_t, t) -> eps`` on the discrete levels
 of a :class:`NoiseSchedule` (x_t = sqrt(alphas_bar_t) x_0 + sqrt(1 - alphas_bar_t) eps), so every
 sampler, guidance composition, edit task and metric runs on either:
 
@@ -19,6 +19,19 @@ sampler, guidance composition, edit task and metric runs on either:
   on F's own target (x_0 - c_skip x) / c_out (EDM eq. 8 and sec. 5), so the loss is a plain MSE
   on F. At sampling, t indexes the schedule's table of sigmas (``schedule=edm``).
 
+* :class:`Flow`: rectified flow / flow matching (Liu et al. 2022, "Flow Straight and Fast";
+  Lipman et al. 2023, "Flow Matching for Generative Modeling"). Convention, kept everywhere:
+  t = 0 is data and t = 1 is noise,
+
+      x_t^flow = (1 - t) x_0 + t eps,   target velocity dx/dt = eps - x_0,
+
+  a rescaled VP process: with sigma = t / (1 - t) (so log sigma = logit t) the VP x_t at that
+  noise level is x_t^flow / sqrt((1 - t)^2 + t^2). Training
+  times are continuous, from ``uniform``, ``logit_normal`` (t = sigmoid(m + s n), n ~ N(0, 1))
+  or SD3's ``mode`` density (Esser et al. 2024, eq. 20); the net sees (x_t^flow, 1000 t) and
+  predicts the velocity. At sampling, t indexes the table of ``schedule=flow`` (even in
+  logit t, so fractional indices are exact levels), and eps = x_t^flow + (1 - t) v.
+
 c_noise is multiplied by 1000 here (250 ln sigma, from -1550 to 1100 over EDM's range): our
 U-Net's sinusoidal time code was made for inputs spanning 0..999, and EDM's c_noise spans 2.6,
 which its low frequencies would not resolve. A constant factor is a free choice of c_noise
@@ -30,12 +43,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+import math
+from typing import Literal, get_args
+
 import torch
 
+from diffusion_lit.diffusion.coupling import COUPLINGS, Coupling, couple
 from diffusion_lit.diffusion.process import extract, min_snr_weight, prediction_target, q_sample, x0_and_eps
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.utils.console import console
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import UserError, check_choice
 
 
 class TrainingExample(NamedTuple):
@@ -151,22 +168,125 @@ class EDM:
     def net_inputs(
         self, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        _, _, c_in, c_noise = self.coefficients(schedule.sigmas[t])
-        x = x_t / extract(schedule.sqrt_alphas_bar, t, x_t.ndim)
-        return c_in.reshape(-1, *[1] * (x_t.ndim - 1)) * x, c_noise
+        sigma = schedule.sigma_at(t)
+        _, _, c_in, c_noise = self.coefficients(sigma)
+        shape = (-1, *[1] * (x_t.ndim - 1))
+        x = x_t * (1.0 + sigma**2).sqrt().reshape(shape)
+        return c_in.reshape(shape) * x, c_noise
 
     def eps(self, schedule: NoiseSchedule, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """eps = (x - D) / sigma with x = x_t / sqrt(alphas_bar), written without dividing by a
         tiny sigma: (1 - c_skip) / sigma = sigma / (sigma^2 + sd^2), c_out / sigma = sd c_in."""
-        sigma = extract(schedule.sigmas, t, x_t.ndim)
-        x = x_t / extract(schedule.sqrt_alphas_bar, t, x_t.ndim)
+        sigma = schedule.sigma_at(t).reshape(-1, *[1] * (x_t.ndim - 1))
+        x = x_t * (1.0 + sigma**2).sqrt()
         total = sigma**2 + self.sigma_data**2
         return sigma / total * x - self.sigma_data * total.rsqrt() * output
 
 
+# The flow's training-time densities on (0, 1) (Esser et al. 2024, sec. 3.1).
+TimeDistribution = Literal["uniform", "logit_normal", "mode"]
+TIME_DISTRIBUTIONS: tuple[str, ...] = get_args(TimeDistribution)
+FlowWeighting = Literal["uniform", "min_snr"]
+# The flow's net sees 1000 t: the span of the VP nets' timestep indices (module docstring).
+_FLOW_TIME_SCALE = 1000.0
+
+
+def flow_time(sigma: torch.Tensor) -> torch.Tensor:
+    """t = sigma / (1 + sigma): the flow time of noise level sigma (log sigma = logit t)."""
+    return sigma / (1.0 + sigma)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Rectified flow (module docstring): x_t = (1 - t) x_0 + t eps, the net predicts eps - x_0.
+
+    Args:
+        time_distribution: training times t in (0, 1): ``uniform``; ``logit_normal``,
+            t = sigmoid(loc + scale n) (SD3's best, loc 0 and scale 1); ``mode``, SD3's eq. 20
+            t = 1 - u - mode_scale (cos^2(pi u / 2) - 1 + u), u ~ U(0, 1) (SD3: 1.29).
+        weighting: ``uniform`` (plain velocity MSE), or ``min_snr``: Min-SNR-gamma (Hang et al.
+            2023) carried to the velocity loss. ||v - v_hat||^2 = ||x_0 - x0_hat||^2 / t^2 =
+            (1 + sqrt(SNR))^2 ||x_0 - x0_hat||^2 with SNR = ((1 - t) / t)^2, so the x0-loss weight
+            min(SNR, gamma) is the velocity-loss weight min(SNR, gamma) / (1 + sqrt(SNR))^2.
+        coupling: ``independent`` pairs, or ``ot``: each batch's noise assigned to its images by
+            exact minibatch optimal transport (:mod:`diffusion_lit.diffusion.coupling`).
+    """
+
+    time_distribution: TimeDistribution = "logit_normal"
+    loc: float = 0.0
+    scale: float = 1.0
+    mode_scale: float = 1.29
+    weighting: FlowWeighting = "uniform"
+    min_snr_gamma: float = 5.0
+    coupling: Coupling = "independent"
+    name: str = "flow"
+
+    def __post_init__(self) -> None:
+        check_choice("formulation.time_distribution", self.time_distribution, TIME_DISTRIBUTIONS)
+        check_choice("formulation.weighting", self.weighting, get_args(FlowWeighting))
+        check_choice("formulation.coupling", self.coupling, COUPLINGS)
+        if not self.scale > 0:
+            raise UserError(f"formulation.scale must be > 0 (the logit-normal's s; SD3: 1.0), got {self.scale!r}.")
+        # The mode density is monotone (a density on (0, 1)) for -1 <= s <= 2 / (pi - 2) (SD3 eq. 20).
+        if not -1.0 <= self.mode_scale <= 2.0 / (math.pi - 2.0):
+            raise UserError(
+                f"formulation.mode_scale must lie in [-1, {2.0 / (math.pi - 2.0):.3f}] (SD3: 1.29), got {self.mode_scale!r}."
+            )
+        if not self.min_snr_gamma > 0:
+            raise UserError(f"formulation.min_snr_gamma must be > 0 (paper: 5), got {self.min_snr_gamma!r}.")
+
+    def draw_levels(
+        self, schedule: NoiseSchedule, batch: int, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Training times t in (0, 1), shape (B,), from ``time_distribution``."""
+        if self.time_distribution == "logit_normal":
+            normal = torch.randn(batch, device=device, generator=generator)
+            return torch.sigmoid(self.loc + self.scale * normal)
+        u = torch.rand(batch, device=device, generator=generator)
+        if self.time_distribution == "mode":
+            u = 1.0 - u - self.mode_scale * (torch.cos(math.pi / 2.0 * u) ** 2 - 1.0 + u)
+        # Keep t off the two ends, where x_t is exactly data or noise and min-SNR divides by t.
+        return u.clamp(1e-5, 1.0 - 1e-5)
+
+    def training_example(
+        self, schedule: NoiseSchedule, x0: torch.Tensor, levels: torch.Tensor, noise: torch.Tensor
+    ) -> TrainingExample:
+        noise = couple(x0, noise, self.coupling)
+        t = levels.to(x0.dtype)
+        shape = (-1, *[1] * (x0.ndim - 1))
+        x_t = (1.0 - t).reshape(shape) * x0 + t.reshape(shape) * noise
+        weight = None
+        if self.weighting == "min_snr":
+            root_snr = (1.0 - t) / t
+            weight = torch.clamp(root_snr**2, max=self.min_snr_gamma) / (1.0 + root_snr) ** 2
+        return TrainingExample(x_t, _FLOW_TIME_SCALE * t, noise - x0, weight)
+
+    def net_inputs(
+        self, schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_t^flow, 1000 t) from the VP x_t at timestep indices ``t`` of the table."""
+        time = flow_time(schedule.sigma_at(t).double())
+        norm = ((1.0 - time) ** 2 + time**2).sqrt().to(x_t.dtype).reshape(-1, *[1] * (x_t.ndim - 1))
+        return x_t * norm, (_FLOW_TIME_SCALE * time).to(x_t.dtype)
+
+    def eps(self, schedule: NoiseSchedule, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps = x_t^flow + (1 - t) v (from x_t^flow = (1 - t) x_0 + t eps and v = eps - x_0)."""
+        time = flow_time(schedule.sigma_at(t).double())
+        shape = (-1, *[1] * (x_t.ndim - 1))
+        norm = ((1.0 - time) ** 2 + time**2).sqrt().to(x_t.dtype).reshape(shape)
+        return x_t * norm + (1.0 - time).to(x_t.dtype).reshape(shape) * output
+
+
 def check_formulation(formulation: Formulation, prediction: str, weighting: str) -> None:
-    """EDM fixes what the net predicts and how the loss is weighted: say once that VP's options are
-    not used (a warning, not an error, so that ``formulation=vp,edm`` sweeps any experiment)."""
+    """EDM and the flow fix what the net predicts (EDM also the loss weight): say once that VP's
+    options are not used (a warning, not an error, so that ``formulation=vp,edm,flow`` sweeps
+    any experiment)."""
+    if formulation.name == "flow" and prediction != "eps":
+        console.print(
+            f"note: formulation=flow trains the net to predict the velocity eps - x_0; model.prediction={prediction} "
+            "applies to formulation=vp only and is not used (the flow's loss weight is formulation.weighting).",
+            highlight=False,
+        )
     if formulation.name == "edm" and (prediction != "eps" or weighting != "uniform"):
         console.print(
             f"note: formulation=edm trains its own network target and loss weight (EDM's F and lambda(sigma)); "

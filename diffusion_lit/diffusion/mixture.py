@@ -1,5 +1,6 @@
 """An analytic test bed: a mixture of isotropic Gaussians whose noise prediction is exact at
-every level of any schedule (VP timesteps or EDM's table of sigmas), so that a sampler's own
+every level of any schedule (VP timesteps, EDM's or the flow's table of sigmas, and the levels
+between two of a table even in log sigma), so that a sampler's own
 error can be measured apart from any network's.
 
 With x_0 ~ sum_k w_k N(mu_k, s_k^2 I) in D dimensions and x_t = a x_0 + b eps (a = sqrt(alpha_bar_t),
@@ -64,13 +65,34 @@ class GaussianMixture:
         responsibilities = log_likelihood.softmax(dim=1)[..., None]  # (B, K, 1)
         return (responsibilities * b2.sqrt() * offsets / variances).sum(1)
 
+    def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """E[eps - x_0 | x] for the flow x = (1 - t) x_0 + t eps, x (B, D), t (B,) in (0, 1): per mode
+        x ~ N((1 - t) mu_k, v_k I) with v_k = (1 - t)^2 s_k^2 + t^2, and by Gaussian conditioning
+        E[x_0 | x, k] = mu_k + (1 - t) s_k^2 (x - (1 - t) mu_k) / v_k, E[eps | x, k] = t (x - (1 - t) mu_k) / v_k,
+        averaged with the responsibilities r_k(x) (written apart from :meth:`eps`, so that the two
+        check each other through the flow samplers' conversion)."""
+        x = x.double()
+        keep = (1.0 - t.double())[:, None, None]  # (B, 1, 1)
+        noise_level = t.double()[:, None, None]
+        variances = keep**2 * self.stds[None, :, None] ** 2 + noise_level**2  # (B, K, 1)
+        offsets = x[:, None, :] - keep * self.means[None]  # (B, K, D)
+        log_likelihood = (
+            self.weights.log()[None]
+            - 0.5 * self.dim * variances[..., 0].log()
+            - 0.5 * (offsets**2).sum(-1) / variances[..., 0]
+        )
+        responsibilities = log_likelihood.softmax(dim=1)[..., None]
+        x0 = self.means[None] + keep * self.stds[None, :, None] ** 2 * offsets / variances
+        eps = noise_level * offsets / variances
+        return (responsibilities * (eps - x0)).sum(1)
+
     def model_fn(self, schedule: NoiseSchedule) -> ModelFn:
         """The exact noise predictor on images (B, C, H, W) with C H W = D, at timestep indices."""
 
         def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            # alpha_bar in float64 from the float64 sigmas: float32 alphas_bar near 1 loses the
-            # few-percent precision of 1 - alpha_bar at EDM's smallest sigma.
-            sigma = schedule.sigmas.double()[t.cpu()]
+            # alpha_bar in float64 from sigma: float32 alphas_bar near 1 loses the few-percent
+            # precision of 1 - alpha_bar at EDM's smallest sigma. Fractional t: a level between two.
+            sigma = schedule.sigma_at(t.cpu()).double()
             return self.eps(x.flatten(1), 1.0 / (1.0 + sigma**2)).reshape(x.shape).to(x.dtype)
 
         return model_fn

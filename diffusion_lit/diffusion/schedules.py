@@ -153,6 +153,26 @@ def edm_betas(num_timesteps: int = 1000, sigma_min: float = 0.002, sigma_max: fl
     return _betas_from_alphas_bar(1.0 / (1.0 + sigmas**2), max_beta=1.0 - 1e-12)
 
 
+def flow_betas(num_timesteps: int = 1000, t_min: float = 1e-3, t_max: float = 0.999) -> np.ndarray:
+    """The levels of the rectified-flow formulation as a discrete table (see
+    :class:`~diffusion_lit.diffusion.formulations.Flow`).
+
+    A flow interpolates x = (1 - t) x_0 + t eps, which is the VP form divided by
+    sqrt((1 - t)^2 + t^2), at noise level sigma = t / (1 - t): log sigma = logit(t). The T levels
+    are even in logit(t) from ``t_min`` to ``t_max`` (so the table is EDM's with
+    sigma_min = t_min / (1 - t_min), sigma_max = t_max / (1 - t_max)), and being even in log
+    sigma the table is a continuum: a fractional index is an exact level
+    (:meth:`NoiseSchedule.sigma_at`). The flow trains on continuous t in (0, 1).
+    """
+    _check_num_timesteps(num_timesteps)
+    if not 0.0 < t_min < t_max < 1.0:
+        raise UserError(
+            f"schedule.t_min and t_max must satisfy 0 < t_min < t_max < 1, got {t_min!r} and {t_max!r} "
+            "(defaults 0.001 and 0.999)."
+        )
+    return edm_betas(num_timesteps, t_min / (1.0 - t_min), t_max / (1.0 - t_max))
+
+
 class NoiseSchedule(nn.Module):
     """Every quantity of the forward process derived once from the betas.
 
@@ -226,10 +246,32 @@ class NoiseSchedule(nn.Module):
         }
         for name, values in derived.items():
             self.register_buffer(name, torch.from_numpy(values).float(), persistent=False)
+        # A table even in log sigma (EDM's, the flow's) is a continuum of levels: index i + f is
+        # the level with log sigma = first + (i + f) step, exactly (sigma_at).
+        log_sigmas = np.log(derived["sigmas"])
+        steps = np.diff(log_sigmas)
+        self.log_sigma_first = float(log_sigmas[0])
+        self.log_sigma_step = float(steps[0]) if steps.size else 0.0
+        self.continuous = bool(steps.size and np.allclose(steps, steps[0], rtol=1e-4, atol=0.0))
 
     @property
     def num_timesteps(self) -> int:
         return int(self.betas.shape[0])
+
+    def sigma_at(self, t: torch.Tensor) -> torch.Tensor:
+        """sigma at timestep indices ``t`` (B,): integer indices look the table up; fractional
+        ones (floating point) are levels between two, for a :attr:`continuous` table only."""
+        if not t.is_floating_point():
+            return self.sigmas[t]
+        if not self.continuous:
+            raise ValueError("fractional timesteps need a table even in log sigma (schedule=edm or flow)")
+        return torch.exp(self.log_sigma_first + self.log_sigma_step * t.double()).to(self.sigmas.dtype)
+
+    def index_of_sigma(self, sigma: float) -> float:
+        """The (fractional) index of noise level ``sigma`` in a :attr:`continuous` table."""
+        if not self.continuous:
+            raise ValueError("fractional timesteps need a table even in log sigma (schedule=edm or flow)")
+        return (math.log(sigma) - self.log_sigma_first) / self.log_sigma_step
 
     @property
     def terminal_signal_std(self) -> float:

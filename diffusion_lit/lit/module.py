@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_lit.data.batch import images_of, labels_of
+from diffusion_lit.data.batch import images_of, labels_of, noise_of
 from diffusion_lit.diffusion.formulations import VP, Formulation, check_formulation
 from diffusion_lit.diffusion.guidance import autoguided_eps, check_guide_scale, guided_eps
 from diffusion_lit.diffusion.process import Prediction, check_prediction
@@ -200,7 +200,11 @@ class DiffusionModule(TrainingModule):
         return labels
 
     def diffusion_loss(
-        self, x0: torch.Tensor, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        x0: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The training loss of the formulation (:mod:`diffusion_lit.diffusion.formulations`):
         for VP t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x0, t, eps), then
@@ -211,12 +215,18 @@ class DiffusionModule(TrainingModule):
 
         For a conditional net, each label is replaced by the null label with probability
         ``cond_drop_prob`` while training (``generator`` given = evaluation: no dropping).
+        ``noise`` given (reflow pairs): the noise paired with each image, used as it is.
         """
         labels = self._labels_for_net(labels)
         device = generator.device if generator is not None else x0.device
-        levels = self.formulation.draw_levels(self.schedule, x0.shape[0], device, generator)
-        noise = torch.randn(x0.shape, device=device, dtype=x0.dtype, generator=generator)
-        levels, noise = levels.to(x0.device), noise.to(x0.device)
+        levels = self.formulation.draw_levels(self.schedule, x0.shape[0], device, generator).to(x0.device)
+        if noise is None:
+            noise = torch.randn(x0.shape, device=device, dtype=x0.dtype, generator=generator).to(x0.device)
+        elif getattr(self.formulation, "coupling", "independent") != "independent":
+            raise UserError(
+                "the data pairs each image with its noise (reflow pairs), and formulation.coupling="
+                f"{self.formulation.coupling} would pair them again: use formulation.coupling=independent."
+            )
         if labels is not None and self.training and generator is None and self.cond_drop_prob > 0:
             drop = torch.rand(labels.shape, device=labels.device) < self.cond_drop_prob
             labels = torch.where(drop, torch.full_like(labels, self.net.null_label), labels)
@@ -228,7 +238,7 @@ class DiffusionModule(TrainingModule):
         return per_sample.mean()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss = self.diffusion_loss(images_of(batch), labels_of(batch))
+        loss = self.diffusion_loss(images_of(batch), labels_of(batch), noise=noise_of(batch))
         # Reading the loss on the host waits for the device: check it every log_every_n_steps
         # steps only. A diverged run keeps a non-finite loss, so it is still stopped promptly.
         if self._on_logging_step() and not torch.isfinite(loss):
@@ -249,7 +259,7 @@ class DiffusionModule(TrainingModule):
         # loss curve compares models rather than random draws.
         images = images_of(batch)
         generator = torch.Generator(device=images.device).manual_seed(batch_idx)
-        loss = self.diffusion_loss(images, labels_of(batch), generator=generator)
+        loss = self.diffusion_loss(images, labels_of(batch), generator=generator, noise=noise_of(batch))
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 

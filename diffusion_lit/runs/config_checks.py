@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from diffusion_lit.diffusion.samplers import check_sampler
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.lit.base import check_optimizer
-from diffusion_lit.lit.build import build_module
+from diffusion_lit.lit.build import build_module, initialise_from
 from diffusion_lit.lit.precision import AUTO
 from diffusion_lit.lit.sample_metrics import SAMPLE_METRICS, check_extractor_weights, check_metric_names, extractor_of
 from diffusion_lit.runs.config_schema import check_config_types
@@ -198,4 +198,6 @@ def check_model(cfg: DictConfig) -> None:
             f"model.guidance_scale must be >= 0 (0 = unconditional, 1 = conditional), got {guidance_scale!r}."
         )
     datamodule = instantiate(cfg.data)
-    build_module(cfg, (datamodule.num_channels, datamodule.image_size, datamodule.image_size))
+    module = build_module(cfg, (datamodule.num_channels, datamodule.image_size, datamodule.image_size))
+    if cfg.get("init_weights"):
+        initialise_from(module, cfg.init_weights)

@@ -71,6 +71,7 @@ class TrainConfig:
 
     seed: int | None = 0
     ckpt_path: str | None = None
+    init_weights: str | None = None
     optimized_metric: str | None = None
     float32_matmul_precision: Literal["highest", "high", "medium"] | None = None
     lr_warmup_steps: int = 0
@@ -114,6 +115,21 @@ class SampleConfig:
     guidance_scale: float | None = None
     guide_ckpt: str | None = None
     guide_scale: float = 2.0
+    seed: int = 0
+    sample_precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] | None = None
+    device: str = "auto"
+    sampler: Any = None
+
+
+@dataclass
+class ReflowConfig:
+    """``python -m diffusion_lit.reflow`` (conf/reflow.yaml)."""
+
+    ckpt: str = MISSING
+    out: str = "reflow_pairs.pt"
+    num_pairs: int = 10000
+    batch_size: int = 256
+    guidance_scale: float | None = None
     seed: int = 0
     sample_precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] | None = None
     device: str = "auto"

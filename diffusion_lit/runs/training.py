@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lit.callbacks.preemption import SaveOnPreemption
-from diffusion_lit.lit.build import attach_guide, build_module
+from diffusion_lit.lit.build import attach_guide, build_module, initialise_from
 from diffusion_lit.lit.loggers import finish, log_config, log_images, log_results
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.precision import resolve_trainer_precision
@@ -134,6 +134,8 @@ def train(cfg: DictConfig) -> float | None:
         cfg.trainer.precision = resolve_trainer_precision(cfg.trainer.precision, cfg.trainer.get("accelerator"))
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = build_module(cfg, image_shape, run_config=run_config)
+    if cfg.get("init_weights"):
+        initialise_from(module, cfg.init_weights)
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = instantiate_all(cfg.get("callbacks"))
     if not loggers:  # it needs a logger to write to

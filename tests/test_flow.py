@@ -1,0 +1,225 @@
+"""Rectified flow (issue 27) against closed forms: the interpolation and its velocity target, the
+conversion to the eps face every sampler uses, the training-time densities, the mixture's
+velocity field, the flow samplers' relation to DDIM, minibatch OT, and reflow pairs."""
+
+import functools
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from diffusion_lit.data.pairs import PairsDataModule
+from diffusion_lit.diffusion.coupling import couple, ot_permutation
+from diffusion_lit.diffusion.flow_samplers import _FlowTime, flow_adaptive_sample, flow_sample, shifted
+from diffusion_lit.diffusion.formulations import Flow
+from diffusion_lit.diffusion.mixture import GaussianMixture
+from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, flow_betas
+from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.utils.errors import UserError
+
+FLOW_TABLE = NoiseSchedule(flow_betas(1000))
+
+
+class ExactFlowNet(nn.Module):
+    """The optimal velocity E[eps - x_0 | x] for x_0 ~ N(mean, std^2 I), read from (x, 1000 t):
+    per dimension x ~ N((1 - t) mean, v) with v = (1 - t)^2 std^2 + t^2, and
+    E[x_0 | x] = mean + (1 - t) std^2 (x - (1 - t) mean) / v, E[eps | x] = t (x - (1 - t) mean) / v."""
+
+    num_classes = 0
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.mean, self.std = mean, std
+        self.unused = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        t = (time.double() / 1000.0).reshape(-1, *[1] * (x.ndim - 1))
+        variance = (1 - t) ** 2 * self.std**2 + t**2
+        offset = x.double() - (1 - t) * self.mean
+        x0 = self.mean + (1 - t) * self.std**2 * offset / variance
+        return (t * offset / variance - x0).float()
+
+
+def flow_module(mean: float, std: float, sampler=None) -> DiffusionModule:
+    return DiffusionModule(
+        net=ExactFlowNet(mean, std),
+        schedule=FLOW_TABLE,
+        optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+        sampler=sampler or functools.partial(flow_sample, steps=10, method="midpoint", clip_x0=False),
+        image_shape=(1, 2, 2),
+        formulation=Flow(),
+    )
+
+
+def test_training_example_is_the_straight_interpolation_with_velocity_target():
+    x0, noise = torch.rand((4, 1, 2, 2)) * 2 - 1, torch.randn((4, 1, 2, 2))
+    t = torch.tensor([0.1, 0.4, 0.7, 0.95])
+    example = Flow(time_distribution="uniform").training_example(FLOW_TABLE, x0, t, noise)
+    torch.testing.assert_close(example.net_input, (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * noise)
+    torch.testing.assert_close(example.target, noise - x0)
+    torch.testing.assert_close(example.net_time, 1000 * t)
+    assert example.weight is None
+
+
+def test_the_flow_table_is_even_in_logit_t_and_a_continuum():
+    assert FLOW_TABLE.continuous and not NoiseSchedule(cosine_betas(1000)).continuous
+    times = FLOW_TABLE.sigmas.double() / (1 + FLOW_TABLE.sigmas.double())
+    assert times[0].item() == pytest.approx(1e-3, rel=1e-4) and times[-1].item() == pytest.approx(0.999, rel=1e-6)
+    # A fractional index is the level between: sigma at 499.5 is the geometric mean of its neighbours.
+    between = FLOW_TABLE.sigma_at(torch.tensor([499.5])).double()
+    assert between.item() == pytest.approx(math.sqrt(FLOW_TABLE.sigmas[499].item() * FLOW_TABLE.sigmas[500].item()))
+    assert FLOW_TABLE.index_of_sigma(FLOW_TABLE.sigmas[321].item()) == pytest.approx(321, abs=1e-3)
+    with pytest.raises(UserError, match="0 < t_min < t_max < 1"):
+        flow_betas(10, t_min=0.5, t_max=0.2)
+
+
+@pytest.mark.parametrize("level", [0, 250, 499.5, 800, 999])
+def test_an_exact_flow_net_gives_the_exact_noise_through_the_module(level):
+    """The VP face of a flow model: at the table level of sigma (x_t = x_t^flow / sqrt((1-t)^2 + t^2)),
+    the module's eps equals E[eps | x_t] of N(0.3, 0.2^2) data in the VP form."""
+    module = flow_module(mean=0.3, std=0.2)
+    index = torch.full((5,), level, dtype=torch.float32 if isinstance(level, float) else torch.long)
+    sigma = FLOW_TABLE.sigma_at(index).double().reshape(-1, 1, 1, 1)
+    alpha_bar = 1 / (1 + sigma**2)
+    x_t = torch.randn((5, 1, 2, 2), generator=torch.Generator().manual_seed(0)) * 1.5
+    expected = (1 - alpha_bar).sqrt() * (x_t - alpha_bar.sqrt() * 0.3) / (alpha_bar * 0.04 + 1 - alpha_bar)
+    torch.testing.assert_close(module.conditional_eps(x_t, index, None).double(), expected, rtol=2e-3, atol=5e-4)
+
+
+@pytest.mark.parametrize("sampler", ["midpoint", "adaptive"])
+def test_a_flow_module_samples_the_data_distribution(sampler):
+    chosen = flow_adaptive_sample if sampler == "adaptive" else None
+    module = flow_module(mean=0.3, std=0.2, sampler=functools.partial(chosen, clip_x0=False) if chosen else None)
+    samples = module.sample(2048, generator=torch.Generator().manual_seed(0))
+    assert samples.mean().item() == pytest.approx(0.3, abs=0.01)
+    assert samples.std().item() == pytest.approx(0.2, rel=0.05)
+
+
+def test_training_time_densities():
+    draw = functools.partial(Flow.draw_levels, schedule=None, batch=200_000, device=torch.device("cpu"))
+    logit_normal = draw(Flow(loc=0.5, scale=0.8), generator=torch.Generator().manual_seed(0))
+    logits = torch.logit(logit_normal.double())
+    assert logits.mean().item() == pytest.approx(0.5, abs=0.01) and logits.std().item() == pytest.approx(0.8, abs=0.01)
+    uniform = draw(Flow(time_distribution="uniform"), generator=torch.Generator().manual_seed(0))
+    assert uniform.mean().item() == pytest.approx(0.5, abs=0.005) and uniform.var().item() == pytest.approx(1 / 12, abs=0.002)
+    # SD3's mode map f(u) decreases from 1 to 0, so P(t <= f(u0)) = 1 - u0; scale 0 is uniform.
+    mode = draw(Flow(time_distribution="mode", mode_scale=1.29), generator=torch.Generator().manual_seed(0))
+    for u0 in (0.2, 0.5, 0.8):
+        f = 1 - u0 - 1.29 * (math.cos(math.pi / 2 * u0) ** 2 - 1 + u0)
+        assert (mode <= f).double().mean().item() == pytest.approx(1 - u0, abs=0.005)
+    assert ((mode > 0.35) & (mode < 0.65)).double().mean() > ((uniform > 0.35) & (uniform < 0.65)).double().mean()
+    with pytest.raises(UserError, match="mode_scale"):
+        Flow(mode_scale=3.0)
+
+
+def test_min_snr_weight_is_the_x0_loss_weight_carried_to_the_velocity():
+    """At fixed x_t, x0_hat = x_t - t v_hat, so ||v err||^2 = ||x0 err||^2 / t^2: the velocity weight
+    min(SNR, gamma) t^2 is the x0-loss weight min(SNR, gamma) (Hang et al. 2023)."""
+    t = torch.tensor([0.05, 0.2, 0.5, 0.9])
+    example = Flow(weighting="min_snr", min_snr_gamma=5.0).training_example(
+        FLOW_TABLE, torch.zeros(4, 1, 2, 2), t, torch.zeros(4, 1, 2, 2)
+    )
+    snr = ((1 - t) / t) ** 2
+    torch.testing.assert_close(example.weight, torch.minimum(snr, torch.tensor(5.0)) * t**2)
+
+
+def test_the_mixture_velocity_agrees_with_its_eps_through_the_samplers_conversion():
+    """Two derivations meet: the closed-form E[eps - x_0 | x] in flow coordinates, and the flow
+    samplers' v from the VP eps of the same mixture at the same level (fractional ones too)."""
+    mixture = GaussianMixture.narrow(dim=4)
+    x = torch.randn((6, 1, 2, 2), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    path = _FlowTime(mixture.model_fn(FLOW_TABLE), FLOW_TABLE, x, clip_x0=False, edit=None)
+    for level in (10.0, 333.3, 700.0, 990.0):
+        t = path.time(level)
+        velocity, _ = path.velocity(x, level)
+        expected = mixture.velocity(x.flatten(1), torch.full((6,), t, dtype=torch.float64)).reshape(x.shape)
+        torch.testing.assert_close(velocity, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_mixture_velocity_is_the_conditional_mean_by_monte_carlo():
+    mixture = GaussianMixture.narrow(dim=2)
+    x0, _ = mixture.sample(400_000, torch.Generator().manual_seed(1))
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    t = 0.6
+    x = (1 - t) * x0 + t * eps
+    point = x[0]
+    near = (x - point).norm(dim=1) < 0.05
+    expected = mixture.velocity(point[None], torch.tensor([t], dtype=torch.float64))[0]
+    torch.testing.assert_close((eps - x0)[near].mean(0), expected, atol=0.05, rtol=0)
+
+
+def test_an_euler_step_in_flow_time_is_a_ddim_step():
+    """From t to s, x + (s - t) v = (1 - s) x0_hat + s eps_hat: on a VP table, DDIM's
+    sqrt(ab_s) x0_hat + sqrt(1 - ab_s) eps_hat after rescaling."""
+    schedule = NoiseSchedule(cosine_betas(200))
+    mixture = GaussianMixture.narrow(dim=4)
+    noise = torch.randn((8, 1, 2, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    recorded = []
+    flow_sample(mixture.model_fn(schedule), schedule, noise, steps=3, callback=recorded.append, clip_x0=False)
+    path = _FlowTime(mixture.model_fn(schedule), schedule, noise, clip_x0=False, edit=None)
+    top, second = path.grid(3, 1.0)[:2]
+    eps = mixture.model_fn(schedule)(noise, torch.full((8,), top))
+    alpha_bar_t, alpha_bar_s = schedule.alphas_bar.double()[top], schedule.alphas_bar.double()[second]
+    x0 = (noise - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
+    ddim = alpha_bar_s.sqrt() * x0 + (1 - alpha_bar_s).sqrt() * eps
+    torch.testing.assert_close(recorded[0].x, ddim, rtol=1e-6, atol=1e-6)
+
+
+def test_the_shift_is_sd3s_and_grids_descend():
+    u = torch.linspace(0, 1, 11).numpy()
+    assert shifted(u, 3.0)[5] == pytest.approx(0.75) and shifted(u, 1.0)[5] == pytest.approx(0.5)
+    path = _FlowTime(lambda x, t: x, FLOW_TABLE, torch.zeros(1, 1, 2, 2), clip_x0=False, edit=None)
+    for shift in (0.3, 1.0, 3.0):
+        levels = path.grid(12, shift)
+        assert len(levels) == 12 and all(a > b for a, b in itertools.pairwise(levels))
+
+
+def test_sampler_options_are_checked():
+    noise = torch.zeros(1, 1, 2, 2)
+    with pytest.raises(UserError, match="sampler.method"):
+        flow_sample(lambda x, t: x, FLOW_TABLE, noise, method="rk4")
+    with pytest.raises(UserError, match="sampler.shift"):
+        flow_sample(lambda x, t: x, FLOW_TABLE, noise, shift=0)
+    with pytest.raises(UserError, match="flow_adaptive needs a schedule even in log sigma"):
+        flow_adaptive_sample(lambda x, t: x, NoiseSchedule(cosine_betas(100)), noise)
+
+
+def test_ot_pairing_is_the_brute_force_optimum_and_never_costlier():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        x0, noise = torch.randn((6, 3), generator=generator), torch.randn((6, 3), generator=generator)
+        permutation = ot_permutation(x0, noise)
+        cost = ((x0 - noise[permutation]) ** 2).sum()
+        best = min(((x0 - noise[list(p)]) ** 2).sum() for p in itertools.permutations(range(6)))
+        assert cost.item() == pytest.approx(best.item(), rel=1e-6)
+    x0, noise = torch.randn((64, 1, 8, 8), generator=generator), torch.randn((64, 1, 8, 8), generator=generator)
+    paired = couple(x0, noise, "ot")
+    assert sorted(paired.flatten(1).sum(1).tolist()) == pytest.approx(sorted(noise.flatten(1).sum(1).tolist()))
+    assert ((x0 - paired) ** 2).sum() < ((x0 - noise) ** 2).sum()
+    assert couple(x0, noise, "independent") is noise
+
+
+def test_a_reflow_batch_uses_its_own_noise(tmp_path):
+    """Pairs carry their noise into the loss; OT coupling would re-pair them and is refused."""
+    module = flow_module(mean=0.0, std=0.5)
+    images, noise = torch.zeros(4, 1, 2, 2), torch.randn(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    t = Flow().draw_levels(None, 4, torch.device("cpu"), torch.Generator().manual_seed(1))
+    loss = module.diffusion_loss(images, generator=generator, noise=noise)
+    x_t = t.reshape(-1, 1, 1, 1) * noise
+    expected = ((module.net(x_t, 1000 * t) - noise) ** 2).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    module.formulation = Flow(coupling="ot")
+    with pytest.raises(UserError, match="coupling=independent"):
+        module.diffusion_loss(images, noise=noise)
+    pairs = {"format": 1, "images": images, "noise": noise, "labels": None, "num_classes": 0,
+             "source_data": {"_target_": "diffusion_lit.data.triangles.TrianglesDataModule"}}  # fmt: skip
+    torch.save(pairs, tmp_path / "pairs.pt")
+    datamodule = PairsDataModule(str(tmp_path / "pairs.pt"), val_fraction=0.25, batch_size=4)
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    assert len(batch) == 3 and batch[1].tolist() == [-1, -1, -1] and datamodule.image_size == 2
+    with pytest.raises(UserError, match="draw them first"):
+        PairsDataModule(str(tmp_path / "missing.pt")).prepare_data()
