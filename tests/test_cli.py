@@ -151,6 +151,36 @@ def test_edm_formulation_trains_and_evaluates_with_every_kind_of_sampler(tmp_pat
     assert all(math.isfinite(value) and value > 0 for value in bound.bits_per_dim().values())
 
 
+def test_flow_trains_with_ot_evaluates_with_flow_samplers_and_reflows(tmp_path):
+    """formulation=flow end to end: training with OT pairs, the flow samplers and an edit task on
+    its checkpoint, reflow pairs drawn and a second flow trained on them from its weights."""
+    run_cli("diffusion_lit.train", *SMOKE, "formulation=flow", "formulation.coupling=ot", "hydra.run.dir=flow",
+            cwd=tmp_path)  # fmt: skip
+    ckpt = tmp_path / "flow" / "checkpoints" / "last.ckpt"
+    module = load_checkpoint(ckpt)
+    assert module.formulation.name == "flow" and module.formulation.coupling == "ot" and module.schedule.continuous
+    for name, calls in (("flow_heun", 5), ("flow_adaptive", None)):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            sampler = compose(config_name="sample", overrides=["ckpt=x", f"sampler={name}"]).sampler
+        if calls:
+            sampler.steps = 3
+        samples = load_checkpoint(ckpt, sampler=sampler).sample(2, generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(samples).all()
+    figure = sdedit_task(module, samples, [30, 15], torch.Generator().manual_seed(0), module.eps_fn())  # smoke: T=50
+    assert figure is not None
+    bound = variational_bound(module.eps_fn(), module.schedule, (samples * 127.5).round() / 127.5, timesteps=3)
+    assert all(math.isfinite(value) and value > 0 for value in bound.bits_per_dim().values())
+    run_cli("diffusion_lit.reflow", f"ckpt={ckpt}", "num_pairs=24", "batch_size=8", "sampler.steps=2",
+            "out=pairs.pt", cwd=tmp_path)  # fmt: skip
+    pairs = torch.load(tmp_path / "pairs.pt", weights_only=True)
+    assert pairs["images"].shape == pairs["noise"].shape == (24, 1, 16, 16)
+    result = run_cli("diffusion_lit.reflow", f"ckpt={ckpt}", "sampler=flow_sde", "out=x.pt", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "deterministic sampler" in result.stderr
+    run_cli("diffusion_lit.train", *SMOKE, "formulation=flow", "data=reflow_pairs", "data.path=pairs.pt",
+            f"init_weights={ckpt}", "hydra.run.dir=reflow", cwd=tmp_path)  # fmt: skip
+    assert json.loads((tmp_path / "reflow" / "results.json").read_text())["status"] == "completed"
+
+
 def test_sample_reports_missing_and_foreign_checkpoints(tmp_path):
     result = run_cli("diffusion_lit.sample", "ckpt=nope.ckpt", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "checkpoint not found" in result.stderr and "Traceback" not in result.stderr

@@ -17,14 +17,21 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from diffusion_lit.runs.config_schema import EditConfig, EvaluateConfig, SampleConfig, TrainConfig, check_config_types
+from diffusion_lit.runs.config_schema import (
+    EditConfig,
+    EvaluateConfig,
+    ReflowConfig,
+    SampleConfig,
+    TrainConfig,
+    check_config_types,
+)
 from diffusion_lit.utils.overrides import null_groups_removed, options_of_checkpoint_group
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "experiments").glob("*/README.md"))]
 HYDRA_ENTRY_POINTS = {"train": TrainConfig, "sample": SampleConfig, "evaluate": EvaluateConfig, "edit": EditConfig,
-                      "train_features": None}  # fmt: skip
+                      "reflow": ReflowConfig, "train_features": None}  # fmt: skip
 COMMAND = re.compile(r"python -m diffusion_lit\.(\w+)(.*)")
 
 
@@ -76,7 +83,7 @@ COMMANDS = documented_commands()
 
 def test_the_readmes_document_commands_of_every_entry_point():
     entries = {entry for _, entry, _ in COMMANDS}
-    assert {"train", "sample", "evaluate", "edit", "train_features", "plot_schedules", "report"} <= entries
+    assert {"train", "sample", "evaluate", "edit", "reflow", "train_features", "plot_schedules", "report"} <= entries
     assert len(COMMANDS) >= 40
 
 
@@ -88,7 +95,7 @@ def test_a_documented_command_composes_and_passes_the_schema(tmp_path, where, en
     if entry in ("evaluate", "edit"):
         argv = options_of_checkpoint_group(argv, "sampler")
     overrides = [override for override in argv[1:] if not override.startswith(("hydra.", "hydra/"))]
-    if entry in ("sample", "evaluate", "edit") and not any(item.startswith("ckpt=") for item in overrides):
+    if entry in ("sample", "evaluate", "edit", "reflow") and not any(item.startswith("ckpt=") for item in overrides):
         overrides.append(f"ckpt={tmp_path / 'last.ckpt'}")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name=entry, overrides=overrides)

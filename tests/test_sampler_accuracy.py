@@ -37,7 +37,9 @@ def _draw(sampler, schedule: NoiseSchedule, count: int = 2000) -> dict[str, list
 
 # The flow's table is even in log sigma like EDM's, which every sampler already runs on: there
 # only the flow samplers, to keep the cost of this test down.
-CASES = [(name, table) for name in SAMPLERS for table in sorted(SCHEDULES) if table != "flow" or name.startswith("flow")]
+CASES = [
+    (name, table) for name in SAMPLERS for table in sorted(SCHEDULES) if table != "flow" or name.startswith("flow")
+]
 
 
 @pytest.mark.parametrize(("name", "schedule_name"), CASES)

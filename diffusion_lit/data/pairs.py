@@ -55,7 +55,9 @@ def load_pairs(path: str | Path) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
         raise UserError(f"{path} could not be read as reflow pairs ({error}); draw it again.") from None
     if not isinstance(pairs, dict) or pairs.get("format") != PAIRS_FORMAT:
-        raise UserError(f"{path} is not a reflow pairs file of this version: draw it with python -m diffusion_lit.reflow.")
+        raise UserError(
+            f"{path} is not a reflow pairs file of this version: draw it with python -m diffusion_lit.reflow."
+        )
     return pairs
 
 
@@ -66,7 +68,8 @@ class PairsDataModule(ImageDataModule):
         path: a file written by ``python -m diffusion_lit.reflow``.
         val_fraction: share of the pairs held out for the validation loss.
         seed: the split's seed.
-        image_size: None, or the pairs' size (checked: pairs are not resized).
+        image_size: the pairs' size, which the network is built for (checked: pairs are not resized);
+            None takes the file's.
     """
 
     def __init__(
@@ -104,7 +107,7 @@ class PairsDataModule(ImageDataModule):
         if self.requested_size is not None and self.requested_size != size:
             raise UserError(
                 f"data.image_size={self.requested_size}, but the pairs in {self.path} are {size} px (pairs are not "
-                "resized): leave data.image_size out, or draw pairs from a model of that size."
+                f"resized): set data.image_size={size}."
             )
         return size
 

@@ -82,7 +82,9 @@ class _FlowTime:
 
     def time(self, level: float | int) -> float:
         """The flow time t = sigma / (1 + sigma) of a level."""
-        sigma = float(self.schedule.sigma_at(torch.tensor([level], dtype=torch.float64 if self.continuous else torch.long)))
+        sigma = float(
+            self.schedule.sigma_at(torch.tensor([level], dtype=torch.float64 if self.continuous else torch.long))
+        )
         return sigma / (1.0 + sigma)
 
     def grid(self, steps: int, shift: float) -> list[float | int]:

@@ -40,16 +40,14 @@ which its low frequencies would not resolve. A constant factor is a free choice 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
-
 import math
-from typing import Literal, get_args
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol, get_args
 
 import torch
 
 from diffusion_lit.diffusion.coupling import COUPLINGS, Coupling, couple
-from diffusion_lit.diffusion.process import extract, min_snr_weight, prediction_target, q_sample, x0_and_eps
+from diffusion_lit.diffusion.process import min_snr_weight, prediction_target, q_sample, x0_and_eps
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError, check_choice
@@ -230,7 +228,8 @@ class Flow:
         # The mode density is monotone (a density on (0, 1)) for -1 <= s <= 2 / (pi - 2) (SD3 eq. 20).
         if not -1.0 <= self.mode_scale <= 2.0 / (math.pi - 2.0):
             raise UserError(
-                f"formulation.mode_scale must lie in [-1, {2.0 / (math.pi - 2.0):.3f}] (SD3: 1.29), got {self.mode_scale!r}."
+                f"formulation.mode_scale must lie in [-1, {2.0 / (math.pi - 2.0):.3f}] (SD3: 1.29), "
+                f"got {self.mode_scale!r}."
             )
         if not self.min_snr_gamma > 0:
             raise UserError(f"formulation.min_snr_gamma must be > 0 (paper: 5), got {self.min_snr_gamma!r}.")

@@ -149,7 +149,9 @@ def initialise_from(module: DiffusionModule, path: str | Path) -> None:
     """Copy the (EMA) network weights of checkpoint ``path`` into ``module`` before training
     (``init_weights``: reflow starts from the model whose pairs it trains on, Liu et al. 2022)."""
     if not Path(path).expanduser().is_file():
-        raise UserError(f"init_weights={path} is not a file: pass a checkpoint of an earlier run (<run>/checkpoints/last.ckpt).")
+        raise UserError(
+            f"init_weights={path} is not a file: pass a checkpoint of an earlier run (<run>/checkpoints/last.ckpt)."
+        )
     source = load_checkpoint(Path(path).expanduser(), kind=None)
     try:
         module.net.load_state_dict(source.net.state_dict())
@@ -159,4 +161,3 @@ def initialise_from(module: DiffusionModule, path: str | Path) -> None:
             f"init_weights={path} holds another network than this run's ({first}): use the model options "
             "(model=..., model.net.*, model.num_classes) of the run that wrote it."
         ) from None
-

@@ -77,7 +77,9 @@ def draw_pairs(cfg: DictConfig) -> Path:
         noises.append(noise.cpu())
         elapsed = time.perf_counter() - started
         left = elapsed / (done + size) * (cfg.num_pairs - done - size)
-        console.print(f"pairs {done + size}/{cfg.num_pairs} ({elapsed:.0f} s, about {left:.0f} s left)", highlight=False)
+        console.print(
+            f"pairs {done + size}/{cfg.num_pairs} ({elapsed:.0f} s, about {left:.0f} s left)", highlight=False
+        )
     pairs = {
         "format": PAIRS_FORMAT,
         "images": torch.cat(images),

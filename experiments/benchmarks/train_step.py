@@ -11,7 +11,9 @@ first configuration measured in the same run.
 Variants: ``fp32``, ``bf16`` (autocast, as ``trainer.precision=bf16-mixed``), with
 ``channels_last+`` (``model.channels_last=true``, otherwise false) and/or ``compile+``
 (``model.compile=true``; its compilation time is the first step's, printed) and/or ``edm+``
-(``formulation=edm``: EDM's preconditioning and log-normal noise levels instead of VP's) in front.
+(``formulation=edm``: EDM's preconditioning and log-normal noise levels instead of VP's), ``flow+``
+(``formulation=flow``: rectified flow, logit-normal times, velocity target) or ``flow_ot+`` (the
+flow with ``formulation.coupling=ot``: exact minibatch OT pairing every step) in front.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from peers import interleaved  # the script beside this one
 
+from diffusion_lit.diffusion.coupling import couple
 from diffusion_lit.lit.build import build_module
 from diffusion_lit.utils.paths import CONFIG_DIR
 
@@ -33,13 +36,19 @@ VARIANTS = (
     "fp32", "bf16", "channels_last+fp32", "channels_last+bf16", "compile+channels_last+fp32",
     "compile+channels_last+bf16", "compile+fp32", "compile+bf16",
     "edm+fp32", "edm+bf16", "edm+channels_last+fp32", "edm+channels_last+bf16",
+    "flow+channels_last+fp32", "flow+channels_last+bf16", "flow_ot+channels_last+fp32", "flow_ot+channels_last+bf16",
 )  # fmt: skip
 
 
 def build(model: str, channels: int, image_size: int, variant: str = "fp32"):
     options = [f"model.{option}={str(option in variant.split('+')).lower()}" for option in ("channels_last", "compile")]
-    if "edm" in variant.split("+"):
+    parts = variant.split("+")
+    if "edm" in parts:
         options.append("formulation=edm")
+    if "flow" in parts or "flow_ot" in parts:
+        options.append("formulation=flow")
+    if "flow_ot" in parts:
+        options.append("formulation.coupling=ot")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={model}", f"data.image_size={image_size}", *options])
     torch.manual_seed(0)
@@ -98,6 +107,18 @@ def main() -> None:
         throughput = args.batch_size / median
         baseline = baseline or throughput
         print(f"| {name} | {first_step[name]:.1f} | {median:.3f} | {throughput:.1f} | {throughput / baseline:.2f} |")
+    if any("flow_ot" in variant for variant in args.variants):
+        # The OT pairing alone (cdist + exact assignment), against the first configuration's step.
+        noise = torch.randn_like(batch)
+        timings = []
+        for _ in range(max(args.repeats, 20)):
+            started = time.perf_counter()
+            couple(batch, noise, "ot")
+            timings.append(time.perf_counter() - started)
+        pairing = sorted(timings)[len(timings) // 2]
+        first = next(iter(medians.values()))
+        share = pairing / first
+        print(f"OT pairing alone at batch {args.batch_size}: {pairing * 1e3:.2f} ms = {share:.2%} of the first step")
 
 
 if __name__ == "__main__":
