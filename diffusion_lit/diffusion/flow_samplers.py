@@ -26,6 +26,7 @@ estimate x0_hat, as every sampler here does.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import numpy as np
@@ -156,28 +157,24 @@ def flow_sample(
     ``midpoint`` (2nd order, 2 steps calls). ``shift`` is SD3's timestep shift (1 = even in t).
     """
     check_choice("sampler.method", method, FLOW_METHODS)
-    shift = _check_number("shift", shift, 0.0)
     check_single_step(edit, f"flow ({method})")
-    steps = _check_steps(steps, schedule)
     path = _FlowTime(model_fn, schedule, noise, clip_x0, edit)
-    levels = path.grid(steps, shift)
-    x = path.start(noise)
-    for index, level in enumerate(levels):
-        next_level = levels[index + 1] if index + 1 < len(levels) else None
+
+    def step(x: torch.Tensor, level: float | int, next_level: float | int | None) -> tuple[torch.Tensor, torch.Tensor]:
         t = path.time(level)
         s = 0.0 if next_level is None else path.time(next_level)
         v, x0 = path.velocity(x, level)
         if method == "midpoint":
             # x at the midpoint time by Euler, then the whole step with the velocity there.
             half = path.level(0.5 * (t + s))
-            half_time = path.time(half)
-            v, _ = path.velocity(x + (half_time - t) * v, half)
+            v, _ = path.velocity(x + (path.time(half) - t) * v, half)
         x_next = x + (s - t) * v
         if method == "heun" and next_level is not None:
             v_next, _ = path.velocity(x_next, next_level)
             x_next = x + (s - t) * 0.5 * (v + v_next)
-        x = path.finish_step(index, len(levels), level, next_level, x_next, x0, callback)
-    return x
+        return x_next, x0
+
+    return _march(path, noise, steps, shift, step, callback)
 
 
 @torch.inference_mode()
@@ -208,24 +205,19 @@ def flow_sde_sample(
     The last step, to t = 0, returns x0_hat.
     """
     eta = _check_number("eta", eta, 0.0, strict=False)
-    shift = _check_number("shift", shift, 0.0)
     check_single_step(edit, "flow_sde")
-    steps = _check_steps(steps, schedule)
     path = _FlowTime(model_fn, schedule, noise, clip_x0, edit)
-    levels = path.grid(steps, shift)
-    x = path.start(noise)
-    for index, level in enumerate(levels):
-        next_level = levels[index + 1] if index + 1 < len(levels) else None
-        t = path.time(level)
+
+    def step(x: torch.Tensor, level: float | int, next_level: float | int | None) -> tuple[torch.Tensor, torch.Tensor]:
         v, x0 = path.velocity(x, level)
         if next_level is None:
-            x_next = x0
-        else:
-            h = t - path.time(next_level)
-            eps = x0 + v
-            x_next = x - h * v - h * eta * eps + math.sqrt(2.0 * eta * t * h) * randn_like(x, generator)
-        x = path.finish_step(index, len(levels), level, next_level, x_next, x0, callback)
-    return x
+            return x0, x0
+        t = path.time(level)
+        h = t - path.time(next_level)
+        eps = x0 + v
+        return x - h * v - h * eta * eps + math.sqrt(2.0 * eta * t * h) * randn_like(x, generator), x0
+
+    return _march(path, noise, steps, shift, step, callback)
 
 
 @torch.inference_mode()
@@ -277,6 +269,26 @@ def flow_adaptive_sample(
     _, x0 = path.velocity(x, 0)
     report_step(callback, calls[0], calls[0] + 1, 0, x0, x0)
     return x0
+
+
+def _march(
+    path: _FlowTime,
+    noise: torch.Tensor,
+    steps: int | None,
+    shift: float,
+    step: Callable[[torch.Tensor, float | int, float | int | None], tuple[torch.Tensor, torch.Tensor]],
+    callback: SamplerCallback | None,
+) -> torch.Tensor:
+    """The loop of the fixed-grid samplers: ``step(x, level, next_level) -> (x_next, x0_hat)`` on
+    the grid of ``steps`` levels with ``shift``, then the editing hooks and the report."""
+    shift = _check_number("shift", shift, 0.0)
+    levels = path.grid(_check_steps(steps, path.schedule), shift)
+    x = path.start(noise)
+    for index, level in enumerate(levels):
+        next_level = levels[index + 1] if index + 1 < len(levels) else None
+        x_next, x0 = step(x, level, next_level)
+        x = path.finish_step(index, len(levels), level, next_level, x_next, x0, callback)
+    return x
 
 
 def _check_steps(steps: int | None, schedule: NoiseSchedule) -> int:
