@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from torch import nn
 
 from diffusion_lit.data.pairs import PairsDataModule
@@ -16,8 +17,10 @@ from diffusion_lit.diffusion.flow_samplers import _FlowTime, flow_adaptive_sampl
 from diffusion_lit.diffusion.formulations import Flow
 from diffusion_lit.diffusion.mixture import GaussianMixture
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, flow_betas
+from diffusion_lit.lit.build import build_module
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.paths import CONFIG_DIR
 
 FLOW_TABLE = NoiseSchedule(flow_betas(1000))
 
@@ -224,3 +227,16 @@ def test_a_reflow_batch_uses_its_own_noise(tmp_path):
     assert len(batch) == 3 and batch[1].tolist() == [-1, -1, -1] and datamodule.image_size == 2
     with pytest.raises(UserError, match="draw them first"):
         PairsDataModule(str(tmp_path / "missing.pt")).prepare_data()
+
+
+def test_a_class_conditional_flow_model_trains_a_step_and_samples_with_guidance():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        overrides = ["model=tiny", "formulation=flow", "formulation.coupling=ot", "model.num_classes=3",
+                     "sampler=flow_heun", "sampler.steps=3"]  # fmt: skip
+        module = build_module(compose(config_name="train", overrides=overrides), (1, 16, 16))
+    assert module.formulation == Flow(coupling="ot") and module.schedule.continuous
+    loss = module.diffusion_loss(torch.rand(4, 1, 16, 16) * 2 - 1, torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    assert torch.isfinite(loss) and module.net.class_embed.weight.grad is not None
+    samples = module.sample(3, generator=torch.Generator().manual_seed(0), labels=[0, 1, 2], guidance_scale=2.0)
+    assert samples.shape == (3, 1, 16, 16) and torch.isfinite(samples).all()
