@@ -13,7 +13,7 @@ from torch import nn
 
 from diffusion_lit.data.pairs import PairsDataModule
 from diffusion_lit.diffusion.coupling import couple, ot_permutation
-from diffusion_lit.diffusion.flow_samplers import _FlowTime, flow_adaptive_sample, flow_sample, shifted
+from diffusion_lit.diffusion.flow_samplers import _FlowTime, flow_adaptive_sample, flow_sample, flow_sde_sample, shifted
 from diffusion_lit.diffusion.formulations import Flow
 from diffusion_lit.diffusion.mixture import GaussianMixture
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, flow_betas
@@ -240,3 +240,14 @@ def test_a_class_conditional_flow_model_trains_a_step_and_samples_with_guidance(
     assert torch.isfinite(loss) and module.net.class_embed.weight.grad is not None
     samples = module.sample(3, generator=torch.Generator().manual_seed(0), labels=[0, 1, 2], guidance_scale=2.0)
     assert samples.shape == (3, 1, 16, 16) and torch.isfinite(samples).all()
+
+
+def test_the_flow_sde_without_noise_is_the_euler_ode_and_with_noise_keeps_the_marginals():
+    mixture = GaussianMixture.narrow(dim=4)
+    noise = torch.randn((256, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    model_fn = mixture.model_fn(FLOW_TABLE)
+    euler = flow_sample(model_fn, FLOW_TABLE, noise, steps=20, clip_x0=False)
+    still = flow_sde_sample(model_fn, FLOW_TABLE, noise, steps=20, eta=0.0, clip_x0=False)
+    torch.testing.assert_close(still, euler)
+    noisy = flow_sde_sample(model_fn, FLOW_TABLE, noise, steps=20, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(noisy, euler)
