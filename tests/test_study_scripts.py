@@ -51,3 +51,28 @@ def test_combine_puts_the_studies_side_by_side(tmp_path):
     assert (tmp_path / "figure.png").stat().st_size > 0
     with pytest.raises(UserError, match="name=<folder"):
         combine.load_studies([f"vp={tmp_path / 'missing'}"])
+
+
+def test_best_per_budget_takes_the_best_row_within_each_budget(tmp_path, monkeypatch):
+    best = _load(EXPERIMENTS / "formulations" / "best_per_budget.py")
+    rows = [
+        {"sampler": "flow_euler", "label": "flow_euler 1", "network_calls": 1, "triangle_validity": 0.1},
+        {"sampler": "flow_euler", "label": "flow_euler 4", "network_calls": 4, "triangle_validity": 0.7},
+        {"sampler": "flow_midpoint", "label": "flow_midpoint 2", "network_calls": 4, "triangle_validity": 0.8},
+        {"sampler": "ddpm", "label": "ddpm 100", "network_calls": 100, "triangle_validity": 0.6},
+    ]
+    assert best.best_within(rows, 4, "triangle_validity")["label"] == "flow_midpoint 2"
+    assert best.best_within(rows, 100, "triangle_validity")["label"] == "flow_midpoint 2"  # at most 100 calls
+    assert best.best_within(rows, 0, "triangle_validity") is None
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "results.json").write_text(json.dumps(rows[:2]))
+    (tmp_path / "more.json").write_text(json.dumps(rows[2:]))
+    name, merged = best.load(f"flow=tmp/a+{tmp_path / 'more.json'}".replace("tmp/a", str(tmp_path / "a")))
+    assert name == "flow" and len(merged) == 4
+    monkeypatch.setattr("sys.argv", ["x", "--studies", f"flow={tmp_path / 'a'}", "--budgets", "1", "4",
+                                     "--out", str(tmp_path / "out")])  # fmt: skip
+    best.main()
+    table = (tmp_path / "out" / "best_per_budget.md").read_text()
+    assert "0.700" in table and (tmp_path / "out" / "best_per_budget.png").is_file()
+    with pytest.raises(UserError, match="name=<folder or .json>"):
+        best.load("flow=nowhere")

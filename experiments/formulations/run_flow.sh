@@ -26,11 +26,18 @@ LN=$RUNS/flow_logit_normal/checkpoints/last.ckpt
 train reflow_logit_normal formulation=flow data=reflow_pairs data.path="$RUNS/pairs_logit_normal.pt" init_weights="$LN" \
   trainer.max_epochs=8
 # The same configurations for every model (each reseeds with --seed): Euler (= DDIM) and the
-# 2nd-order flow steps at the configs' shifts, DPM-Solver++(2M) on log-SNR spacing, Euler even in t.
+# 2nd-order flow steps at the configs' shifts (0.3, 0.5), even in t (shift 1) and at SD3's shift 3,
+# DPM-Solver++(2M) on log-SNR spacing, and the stochastic samplers (DDPM 100 as `ddpm_fast`, the
+# flow SDE, SDE-DPM-Solver++).
 FEW=(flow_euler:1 flow_euler:2 flow_euler:4 flow_euler:8 flow_euler:16 flow_euler:35
      flow_euler:2,shift=1.0 flow_euler:4,shift=1.0 flow_euler:8,shift=1.0 flow_euler:16,shift=1.0
      flow_midpoint:1 flow_midpoint:2 flow_midpoint:4 flow_midpoint:8 flow_heun:18
-     dpm_solver:2 dpm_solver:4 dpm_solver:8 dpm_solver:16 dpm_solver:35)
+     dpm_solver:2 dpm_solver:4 dpm_solver:8 dpm_solver:16 dpm_solver:35
+     flow_euler:2,shift=3.0 flow_euler:4,shift=3.0 flow_euler:8,shift=3.0 flow_euler:16,shift=3.0
+     flow_midpoint:1,shift=1.0 flow_midpoint:2,shift=1.0 flow_midpoint:4,shift=1.0 flow_midpoint:8,shift=1.0
+     flow_midpoint:1,shift=3.0 flow_midpoint:2,shift=3.0 flow_midpoint:4,shift=3.0
+     ddpm:100,spacing=logsnr flow_sde:4 flow_sde:8 flow_sde:16 flow_sde:35 flow_sde:100
+     dpm_solver_sde:8 dpm_solver_sde:16 dpm_solver_sde:20)
 study() {  # name, checkpoint, extra configurations...
   local name=$1 ckpt=$2; shift 2
   [[ -f "$RUNS/study_$name/results.json" ]] || "$PY" experiments/samplers/compare.py --ckpt "$ckpt" --num-samples 256 \
