@@ -175,8 +175,6 @@ def test_flow_trains_with_ot_evaluates_with_flow_samplers_and_reflows(tmp_path):
             "out=pairs.pt", cwd=tmp_path)  # fmt: skip
     pairs = torch.load(tmp_path / "pairs.pt", weights_only=True)
     assert pairs["images"].shape == pairs["noise"].shape == (24, 1, 16, 16)
-    result = run_cli("diffusion_lit.reflow", f"ckpt={ckpt}", "sampler=flow_sde", "out=x.pt", cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "deterministic sampler" in result.stderr
     run_cli("diffusion_lit.train", *SMOKE, "formulation=flow", "data=reflow_pairs", "data.path=pairs.pt",
             f"init_weights={ckpt}", "hydra.run.dir=reflow", cwd=tmp_path)  # fmt: skip
     assert json.loads((tmp_path / "reflow" / "results.json").read_text())["status"] == "completed"
@@ -188,25 +186,6 @@ def test_sample_reports_missing_and_foreign_checkpoints(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.ckpt")
     result = run_cli("diffusion_lit.sample", "ckpt=other.ckpt", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "not a diffusion_lit checkpoint" in result.stderr
-
-
-def test_multirun_writes_one_folder_per_job(tmp_path):
-    run_cli(
-        "diffusion_lit.train",
-        "-m",
-        "schedule=linear,cosine",
-        *SMOKE,
-        "trainer.max_epochs=1",
-        "eval.num_samples=0",
-        "hydra.sweep.dir=sweep",
-        cwd=tmp_path,
-    )
-    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
-    assert len(jobs) == 2
-    assert jobs[0].startswith("0_") and "schedule-linear" in jobs[0]
-    assert jobs[1].startswith("1_") and "schedule-cosine" in jobs[1]
-    for job in jobs:
-        assert (tmp_path / "sweep" / job / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_cfg_job_and_help_show_the_composed_config(tmp_path):

@@ -19,6 +19,7 @@ from diffusion_lit.diffusion.mixture import GaussianMixture
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, flow_betas
 from diffusion_lit.lit.build import build_module
 from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.runs.reflow import check_deterministic
 from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.paths import CONFIG_DIR
 
@@ -227,6 +228,14 @@ def test_a_reflow_batch_uses_its_own_noise(tmp_path):
     assert len(batch) == 3 and batch[1].tolist() == [-1, -1, -1] and datamodule.image_size == 2
     with pytest.raises(UserError, match="draw them first"):
         PairsDataModule(str(tmp_path / "missing.pt")).prepare_data()
+    for name, options in (("flow_sde", {}), ("ddim", {"eta": 1.0}), ("heun", {"s_churn": 40.0})):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            sampler = compose(config_name="reflow", overrides=["ckpt=x", f"sampler={name}"]).sampler
+        sampler.update(options)
+        with pytest.raises(UserError, match="deterministic sampler"):
+            check_deterministic(sampler)
+    sampler.s_churn = 0.0
+    check_deterministic(sampler)  # Heun without churn is an ODE solver
 
 
 def test_a_class_conditional_flow_model_trains_a_step_and_samples_with_guidance():

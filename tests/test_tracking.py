@@ -131,6 +131,10 @@ def test_tensorboard_and_csv_log_alongside(wandb_sweep):
 def test_sweep_report_shows_every_job(wandb_sweep):
     sweep_dir, result = wandb_sweep
     assert "2 of 2 jobs completed" in result.stdout
+    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())  # one folder per job, in sweep order
+    assert len(jobs) == 2 and jobs[0].startswith("0_") and "schedule-linear" in jobs[0]
+    assert jobs[1].startswith("1_") and "schedule-cosine" in jobs[1]
+    assert all((sweep_dir / job / "checkpoints" / "last.ckpt").is_file() for job in jobs)
     (sweep_dir / "report.html").unlink()
     run_cli("diffusion_lit.report", str(sweep_dir), cwd=sweep_dir.parent)
     markdown = (sweep_dir / "report.md").read_text()
