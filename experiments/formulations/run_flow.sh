@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 27's formulation study on triangles at the `make train` budget (10,000 images, 16 epochs):
 # VP (today's default), EDM, rectified flow with uniform and logit-normal training times, logit-normal
-# with minibatch OT, and one reflow of the logit-normal flow (10,000 pairs by flow_midpoint 10 steps,
-# then 8 epochs from its weights). Each model with the same sampler configurations at 1-100 network
+# with minibatch OT, and one reflow of the logit-normal flow (5,000 pairs by flow_midpoint 10 steps,
+# then 4 epochs from its weights: 19,000 more images). Each model with the same sampler configurations at 1-100 network
 # calls (256 samples per cell, seed 1234), then the best per budget: table and figure into
 # experiments/formulations/flow/. Checkpoints given as VP=... EDM=... (env) are not retrained.
 # About 30 min per training run, 5 min per model's sampler study on the 2-core development machine.
@@ -22,9 +22,9 @@ train flow_uniform formulation=flow formulation.time_distribution=uniform
 train flow_logit_normal formulation=flow
 train flow_logit_normal_ot formulation=flow formulation.coupling=ot
 LN=$RUNS/flow_logit_normal/checkpoints/last.ckpt
-[[ -f "$RUNS/pairs_logit_normal.pt" ]] || "$PY" -m diffusion_lit.reflow ckpt="$LN" num_pairs=10000 out="$RUNS/pairs_logit_normal.pt"
+[[ -f "$RUNS/pairs_logit_normal.pt" ]] || "$PY" -m diffusion_lit.reflow ckpt="$LN" num_pairs=5000 out="$RUNS/pairs_logit_normal.pt"
 train reflow_logit_normal formulation=flow data=reflow_pairs data.path="$RUNS/pairs_logit_normal.pt" init_weights="$LN" \
-  trainer.max_epochs=8
+  trainer.max_epochs=4
 # The same configurations for every model (each reseeds with --seed): Euler (= DDIM) and the
 # 2nd-order flow steps at the configs' shifts (0.3, 0.5), even in t (shift 1) and at SD3's shift 3,
 # DPM-Solver++(2M) on log-SNR spacing, and the stochastic samplers (DDPM 100 as `ddpm_fast`, the
