@@ -3,7 +3,6 @@
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from omegaconf import OmegaConf
 from diffusion_lit.diffusion.likelihood import variational_bound
 from diffusion_lit.editing.tasks import sdedit_task
 from diffusion_lit.lit.build import load_checkpoint
+from diffusion_lit.plot_schedules import schedule_options
 from diffusion_lit.runs.report import draw_run_losses, logged_curve
 from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.images import plt
@@ -195,7 +195,7 @@ def test_cfg_job_and_help_show_the_composed_config(tmp_path):
     assert "cosine_betas" in result.stdout and "num_timesteps: 200" in result.stdout
     result = run_cli("diffusion_lit.train", "--help", cwd=tmp_path)
     assert "== Config groups ==" in result.stdout
-    shipped = sorted(path.stem for path in (Path(CONFIG_DIR) / "schedule").glob("*.yaml"))
+    shipped = schedule_options()
     assert {"cosine", "edm", "flow", "linear", "sigmoid"} <= set(shipped)
     assert "schedule: " + ", ".join(shipped) in result.stdout
 
