@@ -2,7 +2,7 @@
 
     pip install -e ".[bench]"      # diffusers, denoising-diffusion-pytorch
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 \
-        python experiments/benchmarks/peers.py [--sizes 3M 10M] [--channels 1 3] [--repeats 10]
+        python experiments/benchmarks/peers.py [--sizes 3M 10M] [--channels 1 3] [--repeats 10] [--device cpu]
 
 For each parameter-count class and channel count, every network is measured in ONE process,
 interleaved (A, B, C, A, B, C ...) after warm-up, median of ``--repeats``:
@@ -15,6 +15,9 @@ interleaved (A, B, C, A, B, C ...) after warm-up, median of ``--repeats``:
    (per-step time at batch 16 times the steps);
 3. achieved FLOP/s of our train step (torch.utils.flop_counter) against the measured peak of a
    large matmul in the same run.
+
+With ``--device cuda`` everything runs on the GPU (autocast on CUDA, a synchronize after each timed
+call); the peaks are then the GPU's fp32 and bf16 matmuls (TF32 off, torch's default for fp32).
 
 Peak memory of a training process is measured separately (``--memory``): one subprocess per
 network, at fp32 and at its fastest setting, reporting its peak resident set size after 5 steps.
@@ -84,12 +87,16 @@ PEERS = LIBRARIES[1:]
 ALPHAS_BAR = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
 
 
+def autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x0: torch.Tensor, bf16: bool) -> None:
-    t = torch.randint(0, 1000, (x0.shape[0],))
+    t = torch.randint(0, 1000, (x0.shape[0],), device=x0.device)
     noise = torch.randn_like(x0)
-    ab = ALPHAS_BAR[t].view(-1, 1, 1, 1)
+    ab = ALPHAS_BAR.to(x0.device)[t].view(-1, 1, 1, 1)
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-    with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+    with autocast(x0.device, bf16):
         loss = F.mse_loss(net(x_t, t).float(), noise)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -98,32 +105,40 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x0: torch.Tenso
 
 @torch.inference_mode()
 def sample_step(net: nn.Module, x: torch.Tensor, bf16: bool) -> None:
-    with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
-        net(x, torch.full((x.shape[0],), 500))
+    with autocast(x.device, bf16):
+        net(x, torch.full((x.shape[0],), 500, device=x.device))
 
 
-def prepared(library: str, size: str, channels: int, image_size: int, setting: str) -> tuple[nn.Module, bool, bool]:
+def prepared(
+    library: str, size: str, channels: int, image_size: int, setting: str, device: str = "cpu"
+) -> tuple[nn.Module, bool, bool]:
     bf16, channels_last = SETTINGS[setting]
     torch.manual_seed(0)
-    net = build(library, size, channels, image_size)
+    net = build(library, size, channels, image_size).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net, bf16, channels_last
 
 
-def batch(size: int, channels: int, image_size: int, channels_last: bool) -> torch.Tensor:
-    x = torch.rand(size, channels, image_size, image_size) * 2 - 1
+def batch(size: int, channels: int, image_size: int, channels_last: bool, device: str = "cpu") -> torch.Tensor:
+    x = torch.rand(size, channels, image_size, image_size, device=device) * 2 - 1
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def training(
-    library: str, size: str, channels: int, image_size: int, setting: str, batch_size: int
+    library: str, size: str, channels: int, image_size: int, setting: str, batch_size: int, device: str = "cpu"
 ) -> tuple[nn.Module, Callable[[], None]]:
     """The network and a zero-argument train step (its own AdamW and a fixed batch) at ``setting``."""
-    net, bf16, channels_last = prepared(library, size, channels, image_size, setting)
+    net, bf16, channels_last = prepared(library, size, channels, image_size, setting, device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    x0 = batch(batch_size, channels, image_size, channels_last)
+    x0 = batch(batch_size, channels, image_size, channels_last, device)
     return net, lambda: train_step(net, optimizer, x0, bf16)
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work, so that a timed call includes it (no-op without CUDA)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def interleaved(steps: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, float]:
@@ -134,15 +149,18 @@ def interleaved(steps: dict[str, Callable[[], None]], warmup: int, repeats: int)
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
+            synchronize()
             started = time.perf_counter()
             step()
+            synchronize()
             times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of an n x n matmul (2 n^3 FLOPs), median of repeats."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10, device: str = "cpu") -> float:
+    """FLOP/s of an n x n matmul (2 n^3 FLOPs), median of repeats (n = 8192 on a GPU: 2048 is launch-bound)."""
+    n = 8192 if device != "cpu" else n
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     seconds = interleaved({"mm": lambda: a @ b}, 2, repeats)["mm"]
     return 2 * n**3 / seconds
 
@@ -164,10 +182,10 @@ def measure(size: str, channels: int, args: argparse.Namespace) -> dict:
     for library in LIBRARIES:
         for setting in args.settings:
             name = f"{library} | {setting}"
-            net, train[name] = training(library, size, channels, args.image_size, setting, args.batch_size)
+            net, train[name] = training(library, size, channels, args.image_size, setting, args.batch_size, args.device)
             results["params_M"][library] = round(sum(p.numel() for p in net.parameters()) / 1e6, 2)
             bf16, channels_last = SETTINGS[setting]
-            x64, x16 = (batch(n, channels, args.image_size, channels_last) for n in (64, 16))
+            x64, x16 = (batch(n, channels, args.image_size, channels_last, args.device) for n in (64, 16))
             sample64[name] = lambda net=net, x=x64, b=bf16: sample_step(net, x, b)
             sample16[name] = lambda net=net, x=x16, b=bf16: sample_step(net, x, b)
     for name, seconds in interleaved(train, args.warmup, args.repeats).items():
@@ -178,13 +196,13 @@ def measure(size: str, channels: int, args: argparse.Namespace) -> dict:
     results["ddim50_16_samples_s"] = {name: round(50 * s, 2) for name, s in per_step16.items()}
     results["ddpm1000_16_samples_s"] = {name: round(1000 * s, 1) for name, s in per_step16.items()}
     # Achieved FLOP/s of our fp32 train step against the fp32 matmul peak, measured now.
-    net, _, _ = prepared("ours", size, channels, args.image_size, "fp32")
-    flops = train_flops(net, batch(args.batch_size, channels, args.image_size, False))
+    net, _, _ = prepared("ours", size, channels, args.image_size, "fp32", args.device)
+    flops = train_flops(net, batch(args.batch_size, channels, args.image_size, False, args.device))
     seconds = args.batch_size / results["train_images_per_s"]["ours | fp32"]
     results["ours_train_gflop_per_step"] = round(flops / 1e9, 2)
     results["ours_achieved_gflops_fp32"] = round(flops / seconds / 1e9, 1)
-    results["matmul_peak_gflops_fp32"] = round(matmul_peak(torch.float32) / 1e9, 1)
-    results["matmul_peak_gflops_bf16"] = round(matmul_peak(torch.bfloat16) / 1e9, 1)
+    results["matmul_peak_gflops_fp32"] = round(matmul_peak(torch.float32, device=args.device) / 1e9, 1)
+    results["matmul_peak_gflops_bf16"] = round(matmul_peak(torch.bfloat16, device=args.device) / 1e9, 1)
     return results
 
 
@@ -211,11 +229,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--memory", action="store_true", help="also measure peak RSS per network (subprocesses)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (everything on the GPU)")
+    parser.add_argument("--memory", action="store_true", help="also measure peak RSS per network (subprocesses; CPU)")
     parser.add_argument("--out", default=None, help="write the results as JSON")
     args = parser.parse_args()
+    if args.device != "cpu" and args.memory:
+        parser.error("--memory measures CPU processes' resident memory: leave it out with --device cuda")
     header = {
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
         "threads": torch.get_num_threads(), "MALLOC_MMAP_MAX_": os.environ.get("MALLOC_MMAP_MAX_", "unset"),
         "command": " ".join(sys.argv),
     }  # fmt: skip

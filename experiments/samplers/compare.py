@@ -3,11 +3,12 @@
     python experiments/samplers/compare.py --ckpt outputs/<run>/checkpoints/last.ckpt \
         [--configs ddpm:50 ddim:20 strided ...] [--metrics fid digits --extractor domain] \
         [--data-root ../shared/datasets] [--num-samples 256] [--batch-size 256] [--seed 1234] \
-        [--out experiments/samplers]
+        [--device cpu] [--out experiments/samplers]
 
 Each configuration (``sampler:steps``, or a sampler name alone for its config's default) draws
 the same number of samples from the same starting noise (one generator seeded with --seed), so
-differences come from the samplers alone. Quality is, without --metrics, the data module's own
+differences come from the samplers alone (the noise is drawn on --device: a GPU's generator gives
+other draws than the CPU's for the same seed). Quality is, without --metrics, the data module's own
 sample metric (triangle validity for triangles), and with --metrics the sample metrics of
 ``python -m diffusion_lit.evaluate`` under the same definitions (FID with --extractor, digits,
 ...; a protocol card per row). The wall time is for the whole batch on this machine, divided
@@ -37,6 +38,7 @@ from diffusion_lit.lit.sample_metrics import (
     sample_metrics_config,
 )
 from diffusion_lit.runs.evaluation import count_network_calls
+from diffusion_lit.utils.devices import resolve_device
 from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.images import grid_tensor, plt
 from diffusion_lit.utils.paths import CONFIG_DIR
@@ -122,12 +124,14 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (a GPU where there is one)")
     parser.add_argument("--out", type=Path, default=Path("experiments/samplers"))
     args = parser.parse_args()
     configs = [parse_config(text) for text in args.configs]
     check_metric_names(args.metrics, SAMPLE_METRICS)
 
-    module = load_checkpoint(args.ckpt)
+    device = resolve_device(args.device)
+    module = load_checkpoint(args.ckpt).to(device)
     datamodule = data_module_for(module, {"root": args.data_root})
     extractor = instantiate(OmegaConf.load(Path(CONFIG_DIR) / "extractor" / f"{args.extractor}.yaml"))
     metrics = SampleMetrics(args.metrics, module, datamodule, sample_metrics_config(args.num_real), extractor)
@@ -140,7 +144,7 @@ def main() -> None:
         cfg = sampler_config(name, steps, options)
         module.sampler = instantiate(cfg)
         calls()  # reset the count
-        generator = torch.Generator().manual_seed(args.seed)
+        generator = torch.Generator(device=device).manual_seed(args.seed)
         started = time.perf_counter()
         samples = module.sample_in_batches(args.num_samples, args.batch_size, generator=generator)
         seconds = time.perf_counter() - started
