@@ -6,7 +6,8 @@ any of its sampler configurations reaches within each budget of network calls.
 
 Each <dir> holds a results.json of experiments/samplers/compare.py, or is such a .json file
 (several merge: ``name=<dir>+<file.json>``). A cell is the best row with network_calls <= budget, shown with its
-binomial standard error and the sampler that reached it. Writes best_per_budget.md/.json and
+binomial standard error and the sampler that reached it; best is the highest value, or the lowest for
+distances (fid, kid). Writes best_per_budget.md/.json and
 best_per_budget.png.
 """
 
@@ -31,9 +32,13 @@ def load(spec: str) -> tuple[str, list[dict]]:
     return name, rows
 
 
+LOWER_IS_BETTER = ("fid", "kid")
+
+
 def best_within(rows: list[dict], budget: int, metric: str) -> dict | None:
     eligible = [row for row in rows if row["network_calls"] <= budget and metric in row]
-    return max(eligible, key=lambda row: row[metric]) if eligible else None
+    best = min if metric.startswith(LOWER_IS_BETTER) else max
+    return best(eligible, key=lambda row: row[metric]) if eligible else None
 
 
 def main() -> None:

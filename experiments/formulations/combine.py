@@ -4,7 +4,7 @@ compare.py run once per formulation): quality against network calls, side by sid
     python experiments/formulations/combine.py --studies vp=<dir> edm=<dir> [--metric triangle_validity] \
         [--out experiments/formulations]
 
-Each <dir> holds a compare.py results.json; rows are matched by their label (sampler, steps and
+Each <dir> holds a compare.py results.json (or is that file); rows are matched by their label (sampler, steps and
 options). Writes results.md (one column per study, with the standard error where the metric is a
 share) and quality_vs_calls.png (one colour per sampler configuration, one marker per study).
 """
@@ -23,9 +23,11 @@ def load_studies(specs: list[str]) -> dict[str, list[dict]]:
     studies = {}
     for spec in specs:
         name, _, folder = spec.partition("=")
-        path = Path(folder) / "results.json"
+        path = Path(folder) if folder.endswith(".json") else Path(folder) / "results.json"
         if not name or not path.is_file():
-            raise UserError(f"--studies entries are name=<folder with a compare.py results.json>, got {spec!r}.")
+            raise UserError(
+                f"--studies entries are name=<folder with a compare.py results.json, or the file>, got {spec!r}."
+            )
         studies[name] = json.loads(path.read_text())
     return studies
 
@@ -57,7 +59,7 @@ def plot(studies: dict[str, list[dict]], metric: str, path: Path) -> None:
     same in every study) and one marker per study, the legend outside the axes."""
     configurations = list(dict.fromkeys(row["sampler"] for rows in studies.values() for row in rows))
     colours = {name: plt.cm.tab20(index % 20) for index, name in enumerate(configurations)}
-    markers = ["o", "^", "s", "D"]
+    markers = ["o", "^", "s", "D", "v", "P"]
     figure, axis = plt.subplots(figsize=(11, 4.8))
     for rows, marker in zip(studies.values(), markers, strict=False):
         for sampler in configurations:
@@ -80,7 +82,9 @@ def plot(studies: dict[str, list[dict]], metric: str, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--studies", nargs="+", required=True, help="name=<compare.py output folder> entries")
+    parser.add_argument(
+        "--studies", nargs="+", required=True, help="name=<compare.py output folder or results .json> entries"
+    )
     parser.add_argument("--metric", default="triangle_validity")
     parser.add_argument("--out", type=Path, default=Path("experiments/formulations"))
     args = parser.parse_args()
