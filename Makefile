@@ -30,8 +30,11 @@ install: $(VENV)/.installed ## create .venv (if missing) and install the project
 train: install ## train the default model (synthetic triangles, ~13 min on 2 CPU cores); ARGS="key=value ..."
 	$(BIN)/python -m diffusion_lit.train $(ARGS)
 
+# Test workers (pytest-xdist): one per core, at most 4; each test file runs on one worker, so its
+# module fixtures are built once. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
 test: install ## run the test suite (fast; no network)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile $(ARGS)
 
 lint: install ## ruff check and format check; lint-imports (the layer contract in pyproject.toml)
 	$(BIN)/ruff check diffusion_lit tests experiments

@@ -6,12 +6,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from diffusion_lit.data.formats import write_mnist
 from tests.mnist_standin import standin_mnist
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test``), share the cores between the workers: each worker's torch,
+    and the commands it runs (through OMP_NUM_THREADS), gets cores // workers threads rather than
+    every core each, where oversubscribed OpenMP threads would spin against each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session", autouse=True)

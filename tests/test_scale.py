@@ -30,34 +30,29 @@ def files_of(run_dir: Path) -> set[str]:
     return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts}
 
 
-def test_ddp_on_two_cpu_processes_writes_and_logs_like_one_process(tmp_path):
+def test_ddp_on_two_cpu_processes_writes_and_logs_like_one_process_also_inside_a_multirun(tmp_path):
+    """trainer=ddp_cpu, each job of a two-job sweep: the files and logged steps of a one-process
+    run (rank 1 adds only its own log, nothing is logged twice). Lightning re-runs the command line
+    for ranks > 0: in a sweep that must be the job, not the sweep, and the second job must not
+    reuse the first job's process group or environment."""
     run_cli("diffusion_lit.train", *SMOKE, "hydra.run.dir=single", cwd=tmp_path)
-    run_cli("diffusion_lit.train", *SMOKE, "trainer=ddp_cpu", "hydra.run.dir=ddp", cwd=tmp_path)
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    # One set of files (rank 1 adds only its own log), and no doubled logging.
-    assert files_of(ddp) - files_of(single) == {"train_ddp_process_1.log"}
-    assert files_of(single) <= files_of(ddp)
-    assert logged_steps(ddp) == logged_steps(single)
-    assert logged_steps(single)["train/loss_step"] == [0, 1, 2, 3, 4, 5]
-    results = json.loads((ddp / "results.json").read_text())
-    assert results["global_step"] == 6 and results["eval_num_samples"] == 8
-    # Each process had a batch of 16: the global throughput counts both.
-    assert results["last_logged"]["train/images_per_sec"] > 0
-
-
-def test_ddp_jobs_inside_a_multirun_each_start_their_own_processes(tmp_path):
-    """Lightning re-runs the command line for ranks > 0: in a sweep that must be the job, not the
-    sweep, and the second job must not reuse the first job's process group or environment."""
     run_cli(
-        "diffusion_lit.train", "-m", "schedule=linear,cosine", *SMOKE, "trainer=ddp_cpu", "eval.num_samples=0",
-        "hydra.sweep.dir=sweep", cwd=tmp_path,
+        "diffusion_lit.train", "-m", "schedule=linear,cosine", *SMOKE, "trainer=ddp_cpu", "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
     )  # fmt: skip
+    single = tmp_path / "single"
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert len(jobs) == 2
-    for job in jobs:
-        assert json.loads((job / "results.json").read_text())["status"] == "completed"
-        assert (job / "train_ddp_process_1.log").is_file() and (job / "checkpoints" / "last.ckpt").is_file()
     assert not list((tmp_path / "sweep").glob("*/*/results.json"))  # no rank started a sweep of its own
+    for ddp in jobs:
+        assert files_of(ddp) - files_of(single) == {"train_ddp_process_1.log"}
+        assert files_of(single) <= files_of(ddp)
+        assert logged_steps(ddp) == logged_steps(single)
+        results = json.loads((ddp / "results.json").read_text())
+        assert results["status"] == "completed" and results["global_step"] == 6 and results["eval_num_samples"] == 8
+        # Each process had a batch of 16: the global throughput counts both.
+        assert results["last_logged"]["train/images_per_sec"] > 0
+    assert logged_steps(single)["train/loss_step"] == [0, 1, 2, 3, 4, 5]
 
 
 def _smoke_module():

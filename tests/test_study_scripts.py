@@ -49,6 +49,7 @@ def test_combine_puts_the_studies_side_by_side(tmp_path):
     assert "| heun 18 | 35 |  | 0.600 |" in table
     combine.plot(studies, "triangle_validity", tmp_path / "figure.png")
     assert (tmp_path / "figure.png").stat().st_size > 0
+    assert combine.load_studies([f"vp={tmp_path / 'vp' / 'results.json'}"])["vp"] == rows["vp"]  # or the file
     with pytest.raises(UserError, match="name=<folder"):
         combine.load_studies([f"vp={tmp_path / 'missing'}"])
 
@@ -64,6 +65,8 @@ def test_best_per_budget_takes_the_best_row_within_each_budget(tmp_path, monkeyp
     assert best.best_within(rows, 4, "triangle_validity")["label"] == "flow_midpoint 2"
     assert best.best_within(rows, 100, "triangle_validity")["label"] == "flow_midpoint 2"  # at most 100 calls
     assert best.best_within(rows, 0, "triangle_validity") is None
+    distances = [{"label": "a", "network_calls": 4, "fid": 40.0}, {"label": "b", "network_calls": 4, "fid": 60.0}]
+    assert best.best_within(distances, 4, "fid")["label"] == "a"  # a distance: the lowest is best
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "results.json").write_text(json.dumps(rows[:2]))
     (tmp_path / "more.json").write_text(json.dumps(rows[2:]))
