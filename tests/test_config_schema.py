@@ -85,6 +85,12 @@ WRONG_TRAINING_INPUTS = [
     ("model.net.channel_mults=[1,0]", "channel_mults"),
     ("float32_matmul_precision=low", "float32_matmul_precision must be one of"),
     ("~sampler", "a training run needs sampler"),
+    ("formulation=blackout", "formulation=blackout trains on counts: set data.counts.lambda"),
+    ("formulation=blackout data.counts.lambda=20 sampler=ddim", "samples counts: use sampler=blackout"),
+    ("sampler=blackout", "sampler=blackout samples counts: it needs formulation=blackout"),
+    ("data.counts.lambda=-1", "data.counts.lambda must be a number in (0, 1e6]"),
+    ("+data.counts.rate=5", "data.counts takes only lambda"),
+    ("formulation=blackout data.counts.lambda=5 formulation.weighting=snr", "formulation.weighting must be one of"),
     ("callbacks.fid.every_n_epochs=1 paths.data_dir={empty}", "python -m diffusion_lit.train_features"),
 ]  # fmt: skip
 

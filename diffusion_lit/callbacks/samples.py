@@ -16,7 +16,6 @@ from lightning.pytorch.callbacks import Callback
 
 from diffusion_lit.callbacks.cadence import is_due
 from diffusion_lit.data.batch import images_of
-from diffusion_lit.diffusion.process import q_sample
 from diffusion_lit.diffusion.samplers import SamplerStep
 from diffusion_lit.editing.tasks import denoiser_task
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
@@ -106,22 +105,13 @@ class DenoisingStrips(Callback):
         self.num_columns = num_columns
         self.seed = seed
 
-    def _column_timesteps(self, num_timesteps: int) -> list[int]:
-        return sorted({round(i * (num_timesteps - 1) / (self.num_columns - 1)) for i in range(self.num_columns)})
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: DiffusionModule) -> None:
         if not trainer.is_global_zero:
             return
         images = first_val_images(trainer, self.num_images, pl_module.device)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        noise = torch.randn(images.shape, generator=generator, device=pl_module.device)
-        timesteps = self._column_timesteps(pl_module.schedule.num_timesteps)
-        columns = [
-            q_sample(pl_module.schedule, images, torch.full((images.shape[0],), t, device=images.device), noise)
-            for t in timesteps
-        ]
+        columns, labels = pl_module.forward_columns(images, self.num_columns, generator)
         rows = list(torch.stack(columns, dim=1))  # (N, K, C, H, W) -> N rows of K images
-        labels = ["x_0"] + [f"t={t + 1}" for t in timesteps[1:]]
         path = save_strips(rows, labels, self.output_dir / "forward_noising.png", title="forward process q(x_t | x_0)")
         log_image_file(trainer.loggers, "forward_noising", path, step=trainer.global_step)
 
@@ -139,8 +129,8 @@ class DenoisingStrips(Callback):
         pl_module.sample(self.num_images, generator=generator, callback=record, noise=noise)
         num_steps = len(recorded)
         picks = sorted({round(i * (num_steps - 1) / (self.num_columns - 2)) for i in range(self.num_columns - 1)})
-        columns = [noise.cpu()] + [recorded[index] for index in picks]
-        labels = ["x_T (noise)"] + [f"step {index + 1}/{num_steps}" for index in picks]
+        columns = [pl_module.prior_images(noise).cpu()] + [recorded[index] for index in picks]
+        labels = ["x_T (start)"] + [f"step {index + 1}/{num_steps}" for index in picks]
         rows = list(torch.stack(columns, dim=1).clamp(-1, 1))
         path = self.output_dir / f"reverse_denoising_epoch{trainer.current_epoch + 1:03d}.png"
         save_strips(rows, labels, path, title="reverse process, EMA weights")

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import abc
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from diffusion_lit.data.counts import CountImageDataset, PhotonCounts
 from diffusion_lit.utils.errors import UserError, check_choice
 
 
@@ -116,15 +117,49 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         num_workers: data-loading worker processes, >= 0 (0 loads in the main process, which is
             fastest for small in-memory datasets because it avoids inter-process copies).
         pin_memory: page-lock batches for faster host-to-GPU copies.
+        counts: ``{lambda: L}`` turns every image into photon counts, Poisson(L intensity) per
+            pixel (:mod:`diffusion_lit.data.counts`), drawn from ``counts_seed``; ``{lambda: null}``
+            or None keeps the images.
+        counts_seed: the seed of the counts (the subclasses pass ``data.seed``).
     """
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        counts: Mapping[str, Any] | None = None,
+        counts_seed: int = 0,
+    ) -> None:
         super().__init__()
         self.batch_size = check_int("data.batch_size", batch_size, 1)
         self.num_workers = check_int("data.num_workers", num_workers, 0, " (0 = load in the main process)")
         self.pin_memory = bool(pin_memory)
+        self.photon_counts = PhotonCounts.from_config(counts, counts_seed)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+
+    # With data.counts, every split a subclass's setup() assigns becomes its photon counts here.
+    @property
+    def train_set(self) -> Dataset | None:
+        return self._train_set
+
+    @train_set.setter
+    def train_set(self, dataset: Dataset | None) -> None:
+        self._train_set = self._as_counts(dataset, stream=0)
+
+    @property
+    def val_set(self) -> Dataset | None:
+        return self._val_set
+
+    @val_set.setter
+    def val_set(self, dataset: Dataset | None) -> None:
+        self._val_set = self._as_counts(dataset, stream=1)
+
+    def _as_counts(self, dataset: Dataset | None, stream: int) -> Dataset | None:
+        if dataset is None or self.photon_counts is None or isinstance(dataset, CountImageDataset):
+            return dataset
+        return CountImageDataset(dataset, self.photon_counts, stream)
 
     @property
     @abc.abstractmethod
@@ -177,9 +212,20 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         return {k: str(v) for k, v in sorted(dict(self.hparams).items()) if k not in loader_keys}
 
     def sample_metrics(self, samples: torch.Tensor) -> dict[str, float]:
-        """Dataset-specific quality metrics of generated samples, by name (none by default).
+        """Quality metrics of generated samples (N, C, H, W), nominally in [-1, 1], by name: the
+        dataset's own (:meth:`image_metrics`); for count data, those of the intensity estimate
+        n / lambda, and the count histogram's distance to the validation counts'."""
+        if self.photon_counts is None:
+            return self.image_metrics(samples)
+        if self.val_set is None:
+            self.prepare_data()
+            self.setup("fit")
+        reference = self.val_set.counts  # type: ignore[union-attr]
+        return {
+            **self.photon_counts.metrics(samples, reference),
+            **self.image_metrics(self.photon_counts.intensity_images(samples)),
+        }
 
-        Args:
-            samples: generated images (N, C, H, W), nominally in [-1, 1].
-        """
+    def image_metrics(self, samples: torch.Tensor) -> dict[str, float]:
+        """Dataset-specific quality metrics of images in [-1, 1] (none by default)."""
         return {}

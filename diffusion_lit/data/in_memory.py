@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -152,7 +152,7 @@ class InMemoryImageDataModule(ImageDataModule):
         num_samples: train on a seeded random subset of this many images (None = all).
         num_val_samples: validate on a seeded random subset of this many images (None = all).
         seed: seeds the subsets (and the split, where a subclass splits one folder).
-        batch_size, num_workers, pin_memory: see :class:`ImageDataModule`.
+        batch_size, num_workers, pin_memory, counts: see :class:`ImageDataModule`.
     """
 
     name: ClassVar[str]
@@ -171,8 +171,10 @@ class InMemoryImageDataModule(ImageDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         pin_memory: bool = False,
+        counts: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+        seed = check_int("data.seed", seed, 0)
+        super().__init__(batch_size, num_workers, pin_memory, counts, counts_seed=seed)
         self.data_dir = Path(data_dir)
         self._image_size = check_int("data.image_size", image_size, 4)
         self.grayscale = bool(grayscale)
@@ -182,7 +184,7 @@ class InMemoryImageDataModule(ImageDataModule):
         self.num_val_samples = (
             None if num_val_samples is None else check_int("data.num_val_samples", num_val_samples, 1, " or null")
         )
-        self.seed = check_int("data.seed", seed, 0)
+        self.seed = seed
         self.classes: list[str] | None = None
 
     # -- what a subclass provides -----------------------------------------------------------

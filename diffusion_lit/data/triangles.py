@@ -35,8 +35,9 @@ from 720 px take about 3 s; aliased and binary take well under a second.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -247,6 +248,7 @@ class TrianglesDataModule(ImageDataModule):
         batch_size: samples per batch, >= 1.
         num_workers: data-loading worker processes, >= 0.
         pin_memory: page-lock batches for faster host-to-GPU copies.
+        counts: ``{lambda: L}``: photon counts of the triangles (:mod:`diffusion_lit.data.counts`).
     """
 
     def __init__(
@@ -263,8 +265,9 @@ class TrianglesDataModule(ImageDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         pin_memory: bool = False,
+        counts: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+        super().__init__(batch_size, num_workers, pin_memory, counts, counts_seed=check_int("data.seed", seed, 0))
         _check_variant(variant)
         self.num_images = check_int("data.num_images", num_images, 2, " (one for training, one for validation)")
         self._image_size = check_int("data.image_size", image_size, 4)
@@ -297,7 +300,7 @@ class TrianglesDataModule(ImageDataModule):
         name += f"_area{self.min_area_fraction:g}_seed{self.seed}_v{_CACHE_FORMAT_VERSION}.npz"
         return self.data_dir / "triangles" / name
 
-    def sample_metrics(self, samples: torch.Tensor) -> dict[str, float]:
+    def image_metrics(self, samples: torch.Tensor) -> dict[str, float]:
         """``{"triangle_validity": rate}``: share of samples (N, 1, n, n) in [-1, 1] that show one
         clean filled triangle (see :mod:`diffusion_lit.metrics.triangles`)."""
         return {"triangle_validity": triangle_validity(samples).rate}

@@ -76,13 +76,15 @@ def _standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
-def discretized_gaussian_nll(x0: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """-log P(bin of x0) under N(mean, var), elementwise, for x0 on the 8-bit grid in [-1, 1]
-    (Ho et al. 2020, eq. 13): the bin is [x0 - 1/255, x0 + 1/255], open towards -inf at -1
-    and towards +inf at +1."""
+def discretized_gaussian_nll(x0: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, bins: int = 255) -> torch.Tensor:
+    """-log P(bin of x0) under N(mean, var), elementwise, for x0 on the grid of ``bins`` + 1
+    levels in [-1, 1] (Ho et al. 2020, eq. 13, for 8-bit images: 255): the bin is
+    [x0 - 1/bins, x0 + 1/bins], open towards -inf at -1 and towards +inf at +1."""
     std = var.sqrt()
-    upper = torch.where(x0 > 0.999, torch.ones_like(x0), _standard_normal_cdf((x0 + 1.0 / 255.0 - mean) / std))
-    lower = torch.where(x0 < -0.999, torch.zeros_like(x0), _standard_normal_cdf((x0 - 1.0 / 255.0 - mean) / std))
+    half = 1.0 / bins
+    edge = 1.0 - half / 2.0
+    upper = torch.where(x0 > edge, torch.ones_like(x0), _standard_normal_cdf((x0 + half - mean) / std))
+    lower = torch.where(x0 < -edge, torch.zeros_like(x0), _standard_normal_cdf((x0 - half - mean) / std))
     return -torch.log((upper - lower).clamp_min(1e-12))
 
 
@@ -100,6 +102,7 @@ def variational_bound(
     variance: ReverseVariance = "beta_tilde",
     decoder: Decoder = "discretized",
     generator: torch.Generator | None = None,
+    bins: int = 255,
 ) -> BoundTerms:
     """The bound's terms for a batch of images ``x0`` (B, C, H, W) in [-1, 1].
 
@@ -111,6 +114,8 @@ def variational_bound(
             timesteps per image.
         variance: the reverse-process variance, ``"beta_tilde"`` or ``"beta"``.
         decoder: ``"discretized"`` (8-bit images) or ``"gaussian"`` (continuous data).
+        bins: the discretised decoder's grid: ``bins`` + 1 levels in [-1, 1] (255 for 8-bit
+            images; count_max for count images 2 n / c - 1, :mod:`diffusion_lit.data.counts`).
         generator: the source of the noise draws (and of the timestep draws).
     """
     check_choice("variance", variance, get_args(ReverseVariance))
@@ -167,8 +172,10 @@ def variational_bound(
     # L_0: -log p(x_0 | x_1) at timestep index 0.
     t0 = torch.zeros(batch, dtype=torch.long, device=device)
     mean0 = model_mean(noisy(t0), t0)
-    nll = discretized_gaussian_nll if decoder == "discretized" else gaussian_nll
-    decoder_term = per_image(nll(x0, mean0, reverse_var[0].expand_as(x0)))
+    if decoder == "discretized":
+        decoder_term = per_image(discretized_gaussian_nll(x0, mean0, reverse_var[0].expand_as(x0), bins))
+    else:
+        decoder_term = per_image(gaussian_nll(x0, mean0, reverse_var[0].expand_as(x0)))
 
     # sum_{t=2..T} L_{t-1}: timestep indices 1..T-1.
     if timesteps is None:

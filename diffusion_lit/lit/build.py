@@ -10,11 +10,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from diffusion_lit.diffusion.count_samplers import is_count_sampler
+from diffusion_lit.diffusion.counts import is_count_formulation
 from diffusion_lit.diffusion.samplers import check_sampler
 from diffusion_lit.diffusion.schedules import NoiseSchedule
+from diffusion_lit.lit.count_module import CountDiffusionModule
 from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.utils.config_types import check_instantiated
+from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError
 
 
@@ -23,7 +27,8 @@ def build_module(
 ) -> DiffusionModule | SingleStepDenoiser:
     """Instantiate schedule, U-Net, optimizer and sampler from ``cfg`` into a DiffusionModule,
     or, when the config has a ``denoiser`` section (experiment=single_step_denoiser), the net
-    and optimizer into a SingleStepDenoiser.
+    and optimizer into a SingleStepDenoiser; a count formulation (formulation=blackout) gives a
+    CountDiffusionModule.
 
     ``image_shape`` is (C, H, W) of the data; the net's input channels follow from it.
     """
@@ -42,7 +47,9 @@ def build_module(
     # .get defaults: configs stored in checkpoints written before these options existed.
     net_options = {"num_classes": model.num_classes} if model.get("num_classes", 0) else {}
     net = instantiate(model.net, in_channels=image_shape[0], **net_options)
-    return DiffusionModule(
+    formulation = instantiate(cfg.formulation) if cfg.get("formulation") else None
+    module_class = CountDiffusionModule if is_count_formulation(formulation) else DiffusionModule
+    return module_class(
         net=net,
         schedule=schedule,
         optimizer=instantiate(cfg.optimizer),
@@ -59,7 +66,7 @@ def build_module(
         run_config=run_config,
         channels_last=model.get("channels_last", False),
         compile=model.get("compile", False),
-        formulation=instantiate(cfg.formulation) if cfg.get("formulation") else None,
+        formulation=formulation,
         sample_precision=model.get("sample_precision", "32-true"),
     )
 
@@ -73,6 +80,33 @@ def sampler_config(stored: DictConfig | dict, override: DictConfig | dict | None
     if "_target_" in override:
         return OmegaConf.create(override)
     return OmegaConf.merge(stored, override)
+
+
+def count_model_sampler(cfg: DictConfig, sampler: DictConfig | dict, path: Path) -> DictConfig | dict:
+    """A count model (formulation=blackout) samples with its count sampler: the Gaussian sampler
+    of a command's default (``sample``'s ddpm) is replaced by the checkpoint's own, keeping its
+    ``steps`` if set; other checkpoints' samplers are returned as they are (a count sampler for
+    a Gaussian model is a UserError)."""
+    formulation = instantiate(cfg.formulation) if cfg.get("formulation") else None
+    if "_target_" not in sampler:
+        return sampler
+    count_sampler = is_count_sampler(instantiate(sampler))
+    if count_sampler and not is_count_formulation(formulation):
+        raise UserError(
+            f"sampler=blackout samples counts, and {path.name} is a Gaussian model: choose one of its samplers "
+            "(e.g. sampler=ddpm_fast)."
+        )
+    if not is_count_formulation(formulation) or count_sampler:
+        return sampler
+    steps = sampler.get("steps")
+    with_steps = f"steps={steps}" if steps is not None else "its steps"
+    gaussian = sampler["_target_"].rsplit(".", 1)[-1]
+    console.print(
+        f"note: {path.name} models counts (formulation=blackout): it samples with its own tau-leaping sampler "
+        f"({with_steps}), not {gaussian}.",
+        highlight=False,
+    )
+    return {"steps": steps} if steps is not None else {}
 
 
 def load_checkpoint(
@@ -105,13 +139,14 @@ def load_checkpoint(
     if "num_steps" in cfg.get("sampler", {}):  # checkpoints written before the key was renamed
         cfg.sampler.steps = cfg.sampler.pop("num_steps")
     if sampler is not None:
+        sampler = count_model_sampler(cfg, sampler, path)
         cfg.sampler = sampler_config(cfg.sampler, sampler)
         check_instantiated(cfg.sampler, "sampler")  # e.g. +sampler.etaa=1 merged into a stored ddim
     if sample_precision is not None:
         cfg.model.sample_precision = sample_precision
     module = build_module(cfg, tuple(stored["image_shape"]), run_config=stored["config"])
-    if sampler is not None and isinstance(module, DiffusionModule):
-        check_sampler(module.sampler, module.schedule)
+    if sampler is not None and isinstance(module, DiffusionModule) and not isinstance(module, CountDiffusionModule):
+        check_sampler(module.sampler, module.schedule)  # a count module checked its sampler when built
     if kind is not None and not isinstance(module, kind):
         raise UserError(
             f"{path} holds a single-step denoiser, which does not sample: use "

@@ -15,7 +15,7 @@ from torch import nn
 from diffusion_lit.data.batch import images_of, labels_of, noise_of
 from diffusion_lit.diffusion.formulations import VP, Formulation, check_formulation
 from diffusion_lit.diffusion.guidance import autoguided_eps, check_guide_scale, guided_eps
-from diffusion_lit.diffusion.process import Prediction, check_prediction
+from diffusion_lit.diffusion.process import Prediction, check_prediction, q_sample
 from diffusion_lit.diffusion.samplers import Edit, ModelFn, SamplerCallback
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.lit.base import LrDecay, TrainingModule, check_lr_decay
@@ -227,15 +227,21 @@ class DiffusionModule(TrainingModule):
                 "the data pairs each image with its noise (reflow pairs), and formulation.coupling="
                 f"{self.formulation.coupling} would pair them again: use formulation.coupling=independent."
             )
-        if labels is not None and self.training and generator is None and self.cond_drop_prob > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.cond_drop_prob
-            labels = torch.where(drop, torch.full_like(labels, self.net.null_label), labels)
+        labels = self.dropped_labels(labels, generator)
         example = self.formulation.training_example(self.schedule, x0, levels, noise)
         output = self._net(example.net_input, example.net_time, labels)
         per_sample = self.loss_fn(output.float(), example.target.float()).flatten(1).mean(dim=1)
         if example.weight is not None:
             per_sample = per_sample * example.weight
         return per_sample.mean()
+
+    def dropped_labels(self, labels: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor | None:
+        """While training (no ``generator``), each label replaced by the null label with probability
+        ``cond_drop_prob`` (classifier-free guidance learns the unconditional model from those)."""
+        if labels is not None and self.training and generator is None and self.cond_drop_prob > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.cond_drop_prob
+            labels = torch.where(drop, torch.full_like(labels, self.net.null_label), labels)
+        return labels
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self.diffusion_loss(images_of(batch), labels_of(batch), noise=noise_of(batch))
@@ -362,6 +368,25 @@ class DiffusionModule(TrainingModule):
         finally:
             self.net.train(was_training)
         return samples.clamp(-1.0, 1.0)
+
+    def prior_images(self, noise: torch.Tensor) -> torch.Tensor:
+        """Where sampling from ``noise`` starts, as an image (the noise itself here)."""
+        return noise
+
+    def forward_columns(
+        self, images: torch.Tensor, num_columns: int, generator: torch.Generator
+    ) -> tuple[list[torch.Tensor], list[str]]:
+        """``images`` noised by the forward process at ``num_columns`` timesteps from the first to
+        the last (one noise draw for all), and a label per column."""
+        timesteps = sorted(
+            {round(i * (self.schedule.num_timesteps - 1) / (num_columns - 1)) for i in range(num_columns)}
+        )
+        noise = torch.randn(images.shape, generator=generator, device=generator.device).to(images.device)
+        columns = [
+            q_sample(self.schedule, images, torch.full((images.shape[0],), t, device=images.device), noise)
+            for t in timesteps
+        ]
+        return columns, ["x_0"] + [f"t={t + 1}" for t in timesteps[1:]]
 
     def labels_for(self, labels: torch.Tensor | list[int] | None, count: int) -> torch.Tensor | None:
         """``count`` labels on the module's device: the given ones (one per image), or for a

@@ -21,6 +21,8 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
+from diffusion_lit.diffusion.count_samplers import check_count_sampler, is_count_sampler
+from diffusion_lit.diffusion.counts import is_count_formulation
 from diffusion_lit.diffusion.samplers import check_sampler
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.lit.base import check_optimizer
@@ -72,7 +74,7 @@ def _check_train_config(cfg: DictConfig) -> list[str]:
     check_fid_callback(cfg)
     if not cfg.get("denoiser"):  # experiment=single_step_denoiser has no sampler
         # the sampler of the grids, the FID callback and the final samples
-        check_sampler(instantiate(cfg.sampler), NoiseSchedule(instantiate(cfg.schedule)))
+        check_formulation_sampler(cfg)
     check_optimizer(instantiate(cfg.optimizer))
     check_model(cfg)
     check_callbacks_and_loggers(cfg)
@@ -186,6 +188,22 @@ def check_callbacks_and_loggers(cfg: DictConfig) -> None:
     or connects before the run uses it)."""
     instantiate_all(cfg.get("callbacks"))
     instantiate_all(cfg.get("logger"))
+
+
+def check_formulation_sampler(cfg: DictConfig) -> None:
+    """The sampler against its formulation: a count formulation samples with a count sampler
+    (sampler=blackout), every other one with a Gaussian sampler, checked on a tiny input."""
+    sampler = instantiate(cfg.sampler)
+    formulation = instantiate(cfg.formulation) if cfg.get("formulation") else None
+    if is_count_formulation(formulation):
+        check_count_sampler(sampler, formulation)
+    elif is_count_sampler(sampler):
+        raise UserError(
+            "sampler=blackout samples counts: it needs formulation=blackout (and data.counts.lambda); "
+            "choose a Gaussian sampler (e.g. sampler=ddpm_fast) for this formulation."
+        )
+    else:
+        check_sampler(sampler, NoiseSchedule(instantiate(cfg.schedule)))
 
 
 def check_model(cfg: DictConfig) -> None:

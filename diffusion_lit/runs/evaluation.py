@@ -39,6 +39,7 @@ from rich.table import Table
 
 from diffusion_lit.diffusion.likelihood import variational_bound
 from diffusion_lit.lit.build import attach_guide, data_module_for, load_checkpoint, sampler_config
+from diffusion_lit.lit.count_module import CountDiffusionModule
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.sample_metrics import (
     SAMPLE_METRICS,
@@ -56,20 +57,32 @@ from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.files import atomic_write
 from diffusion_lit.utils.images import plt
 
+# Strata of the count process's bound when nll.timesteps is null (its integral has no T steps).
+COUNT_BOUND_LEVELS = 100
+
 
 def evaluate_nll(module: DiffusionModule, datamodule: Any, cfg: DictConfig) -> dict[str, Any]:
-    """Bits per dimension of the variational bound, averaged over the evaluated images."""
+    """Bits per dimension of the variational bound, averaged over the evaluated images: a
+    Gaussian model's discrete-time bound (its decoder on the data's grid), or a count model's
+    continuous-time bound on the counts (:func:`~diffusion_lit.diffusion.counts.count_bound`)."""
     generator = torch.Generator(device=module.device).manual_seed(cfg.seed)
     totals: dict[str, float] = {}
     count, started = 0, time.perf_counter()
+    # Count images (data.counts) sit on a grid of count_max + 1 levels, not the 8-bit one.
+    counts = getattr(datamodule, "photon_counts", None)
+    bins = counts.count_max if counts is not None else 255
     for images, labels in real_batches(datamodule, cfg.split, cfg.num_images, cfg.batch_size):
         images = images.to(module.device)
         conditional = labels is not None and module.num_classes > 0
-        model_fn = module.eps_fn(labels.to(module.device), guidance_scale=1.0) if conditional else module.eps_fn()
-        terms = variational_bound(
-            model_fn, module.schedule, images, timesteps=cfg.nll.timesteps, variance=cfg.nll.variance,
-            generator=generator,
-        )  # fmt: skip
+        if isinstance(module, CountDiffusionModule):
+            conditioning = labels.to(module.device) if conditional else None
+            terms = module.variational_bound(images, conditioning, cfg.nll.timesteps or COUNT_BOUND_LEVELS, generator)
+        else:
+            model_fn = module.eps_fn(labels.to(module.device), guidance_scale=1.0) if conditional else module.eps_fn()
+            terms = variational_bound(
+                model_fn, module.schedule, images, timesteps=cfg.nll.timesteps, variance=cfg.nll.variance,
+                generator=generator, bins=bins,
+            )  # fmt: skip
         for name, value in terms.bits_per_dim().items():
             totals[name] = totals.get(name, 0.0) + value * images.shape[0]
         count += images.shape[0]

@@ -13,7 +13,9 @@ Variants: ``fp32``, ``bf16`` (autocast, as ``trainer.precision=bf16-mixed``), wi
 (``model.compile=true``; its compilation time is the first step's, printed) and/or ``edm+``
 (``formulation=edm``: EDM's preconditioning and log-normal noise levels instead of VP's), ``flow+``
 (``formulation=flow``: rectified flow, logit-normal times, velocity target) or ``flow_ot+`` (the
-flow with ``formulation.coupling=ot``: exact minibatch OT pairing every step) in front.
+flow with ``formulation.coupling=ot``: exact minibatch OT pairing every step) or ``blackout+``
+(``formulation=blackout data.counts.lambda=20``: the count process's binomial thinning and
+Poisson-Bregman loss) in front.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ VARIANTS = (
     "compile+channels_last+bf16", "compile+fp32", "compile+bf16",
     "edm+fp32", "edm+bf16", "edm+channels_last+fp32", "edm+channels_last+bf16",
     "flow+channels_last+fp32", "flow+channels_last+bf16", "flow_ot+channels_last+fp32", "flow_ot+channels_last+bf16",
+    "blackout+channels_last+fp32", "blackout+channels_last+bf16",
 )  # fmt: skip
 
 
@@ -49,6 +52,8 @@ def build(model: str, channels: int, image_size: int, variant: str = "fp32"):
         options.append("formulation=flow")
     if "flow_ot" in parts:
         options.append("formulation.coupling=ot")
+    if "blackout" in parts:  # the batch's images read as counts of a 20-photon grid
+        options += ["formulation=blackout", "data.counts.lambda=20"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={model}", f"data.image_size={image_size}", *options])
     torch.manual_seed(0)
