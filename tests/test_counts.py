@@ -215,3 +215,7 @@ def test_photon_count_digits_keep_their_labels(mnist_standin_root, isolated_data
     assert torch.equal(counts, dm.train_set.counts[3].float()) and counts.max() <= 151
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (64, 1, 28, 28) and labels.shape == (64,)
+    # Cached reference features are keyed by the split's signature: counts are other pixels.
+    assert dm.split_signature("val")["counts_lambda"] == 100.0
+    plain = MNISTDataModule(data_dir=str(isolated_data_root), root=str(mnist_standin_root), download=False)
+    assert "counts_lambda" not in plain.split_signature("val")

@@ -303,13 +303,17 @@ class InMemoryImageDataModule(ImageDataModule):
 
     def split_signature(self, split: str) -> dict[str, Any]:
         """The decoded caches (their names hash sources and preprocessing), the subset size and
-        seed of ``split``, and the hold-out share where one folder is split in two."""
-        return {
+        seed of ``split``, the hold-out share where one folder is split in two, and the photon
+        rate of count data (other pixels: other cached features)."""
+        signature = {
             "caches": [self.cache_path(name).name for name in self._cached_splits()],
             "subset": self.num_samples if split == "train" else self.num_val_samples,
             "seed": self.seed,
             "val_fraction": getattr(self, "val_fraction", None),
         }
+        if self.photon_counts is not None:  # only then, so that the image caches' keys stay as they were
+            signature["counts_lambda"] = self.photon_counts.rate
+        return signature
 
     # -- Lightning hooks ----------------------------------------------------------------------
 
