@@ -267,6 +267,9 @@ class TrianglesDataModule(ImageDataModule):
         pin_memory: bool = False,
         counts: Mapping[str, Any] | None = None,
     ) -> None:
+        # A plain dict (Hydra passes a DictConfig): the hyperparameters go into checkpoints, which
+        # Lightning reads back with weights_only=True.
+        counts = None if counts is None else dict(counts)
         super().__init__(batch_size, num_workers, pin_memory, counts, counts_seed=check_int("data.seed", seed, 0))
         _check_variant(variant)
         self.num_images = check_int("data.num_images", num_images, 2, " (one for training, one for validation)")
