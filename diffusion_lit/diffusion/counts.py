@@ -38,6 +38,7 @@ The data's counts are clipped at c = :func:`count_max` of the photon rate (a 1e-
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ _TIME_SCALE = 1000.0
 _S_MIN = 1e-5
 
 
+@functools.lru_cache(maxsize=64)
 def count_max(rate: float) -> int:
     """The largest count kept at photon rate ``rate`` (lambda counts at intensity 1): the smallest
     n with P(Poisson(rate) > n) <= 1e-6 (5 -> 19, 20 -> 45, 100 -> 151)."""
@@ -166,12 +168,12 @@ class Blackout:
 
     def training_example(
         self, counts: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, CountExample]:
-        """Thin ``counts`` to times ``s``; returns (x_s, the example)."""
+    ) -> CountExample:
+        """``counts`` thinned to times ``s``, as the net's inputs and the dead counts to predict."""
         alive = thin(counts, s, generator)
         net_input, net_time = self.net_inputs(alive, s)
         weight = birth_rate(s.float()) if self.weighting == "elbo" else torch.ones_like(s, dtype=torch.float32)
-        return alive, CountExample(net_input, net_time, counts - alive, weight / self.count_max)
+        return CountExample(net_input, net_time, counts - alive, weight / self.count_max)
 
     def loss(self, example: CountExample, expected: torch.Tensor) -> torch.Tensor:
         """Per-sample loss (B,): weight x mean over pixels of d(y, m) (the y log y - y part has no

@@ -67,7 +67,7 @@ class CountDiffusionModule(DiffusionModule):
         labels = self.dropped_labels(self._labels_for_net(labels), generator)
         counts = self.counts_of(x0)
         s = self.formulation.draw_levels(x0.shape[0], x0.device, generator)
-        _, example = self.formulation.training_example(counts, s, generator)
+        example = self.formulation.training_example(counts, s, generator)
         output = self._net(example.net_input.to(x0.dtype), example.net_time, labels)
         expected = self.formulation.expected_dead(output, s)
         return self.formulation.loss(example, expected).mean()
@@ -107,8 +107,9 @@ class CountDiffusionModule(DiffusionModule):
             raise UserError(_GAUSSIAN_ONLY.format(what="an editing task"))
         if noise is not None:
             num_samples = noise.shape[0]
+        if sampler is not None:  # the module's own was checked when it was built
+            check_count_sampler(sampler, self.formulation)
         sampler = sampler or self.sampler
-        check_count_sampler(sampler, self.formulation)
         expected_dead = self.expected_dead_fn(self.labels_for(labels, num_samples), guidance_scale)
         was_training = self.net.training
         self.net.eval()
