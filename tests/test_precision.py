@@ -1,6 +1,7 @@
 """precision=auto: bf16 autocast only where the device has native bf16 (emulated bf16 on an AVX2
-CPU was 11-17x slower than fp32), fp16 on GPUs without bf16, fp32 otherwise; an explicit bf16
-request on such a device is kept but warned about."""
+CPU was 11-17x slower than fp32) and, for a training run, where its own step measures faster
+(native bf16 ran at 0.61x of fp32 on a Xeon without AMX), fp16 on GPUs without bf16, fp32
+otherwise; an explicit bf16 request on a device without it is kept but warned about."""
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from diffusion_lit.lit import precision
 from diffusion_lit.lit.build import build_module
+from diffusion_lit.runs.training import measured_bf16_speedup
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 
@@ -79,3 +81,60 @@ def test_native_bf16_answers_for_this_machine():
     assert precision.native_bf16("mps") is False
     if not torch.cuda.is_available():
         assert precision.native_bf16("cuda") is False
+
+
+@pytest.mark.parametrize(
+    ("speedup", "expected"), [(0.61, "32-true"), (1.05, "32-true"), (1.45, "bf16-mixed"), (None, "bf16-mixed")]
+)
+def test_auto_keeps_native_bf16_only_where_the_runs_own_step_measures_faster(native, speedup, expected, capsys):
+    native(cpu=True)
+    asked = []
+
+    def measure(device_type: str) -> float | None:
+        asked.append(device_type)
+        return speedup
+
+    assert precision.resolve_trainer_precision("auto", "cpu", measure) == expected
+    assert asked == ["cpu"]
+    if speedup is not None:
+        assert f"{speedup:.2f}x" in capsys.readouterr().out
+
+
+def test_auto_never_times_emulated_bf16_nor_an_explicit_choice(native):
+    native(cpu=False)
+
+    def measure(device_type: str) -> float:
+        pytest.fail("bf16 timed where it is emulated or not asked for")
+
+    assert precision.resolve_trainer_precision("auto", "cpu", measure) == "32-true"
+    native(cpu=True)
+    assert precision.resolve_trainer_precision("32-true", "cpu", measure) == "32-true"
+    assert precision.resolve_trainer_precision("bf16-mixed", "cpu", measure) == "bf16-mixed"
+
+
+def test_bf16_speedup_is_fp32_time_over_bf16_time_and_leaves_the_random_state_alone():
+    import time
+
+    def step(bf16: bool) -> None:
+        torch.rand(3)  # a step draws noise and timesteps
+        time.sleep(0.04 if bf16 else 0.01)
+
+    torch.manual_seed(0)
+    expected_next = torch.rand(4)
+    torch.manual_seed(0)
+    speedup = precision.bf16_speedup(step, "cpu", repeats=2)
+    assert 0.1 < speedup < 0.5  # 0.25 if the sleeps were exact
+    assert torch.equal(torch.rand(4), expected_next)
+
+
+def test_a_runs_measurement_uses_a_copy_of_its_module_and_leaves_training_as_it_was():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["model=tiny", "data.image_size=16", "data.batch_size=4"])
+    torch.manual_seed(0)
+    expected_next = torch.rand(4)
+    torch.manual_seed(0)
+    speedup = measured_bf16_speedup(cfg, (1, 16, 16), "cpu")
+    assert speedup is not None and speedup > 0
+    assert torch.equal(torch.rand(4), expected_next)
+    cfg.trainer.devices = 2  # DDP: each process would measure on its own and might choose differently
+    assert measured_bf16_speedup(cfg, (1, 16, 16), "cpu") is None

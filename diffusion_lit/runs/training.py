@@ -8,6 +8,7 @@ weights), sample grids, noising/denoising strips, the loss curve, logs and resul
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from diffusion_lit.callbacks.preemption import SaveOnPreemption
 from diffusion_lit.lit.build import attach_guide, build_module, initialise_from
 from diffusion_lit.lit.loggers import finish, log_config, log_images, log_results
 from diffusion_lit.lit.module import DiffusionModule
-from diffusion_lit.lit.precision import resolve_trainer_precision
+from diffusion_lit.lit.precision import bf16_speedup, loss_backward_step, resolve_trainer_precision
 from diffusion_lit.lit.sample_metrics import training_run_metrics
 from diffusion_lit.runs.config_checks import build_trainer, check_train_config, instantiate_all
 from diffusion_lit.runs.jobs import RESULTS_FILE, ddp_processes_rerun_this_job, write_json
@@ -102,6 +103,26 @@ def guide_for_final_samples(module: DiffusionModule, eval_cfg: DictConfig) -> di
     return module.autoguidance
 
 
+def measured_bf16_speedup(cfg: DictConfig, image_shape: tuple[int, int, int], device_type: str) -> float | None:
+    """How many times faster the run's training step is under bf16 autocast than in fp32 here
+    (:func:`~diffusion_lit.lit.precision.bf16_speedup`), on a throwaway copy of its module and a
+    batch of random images of its size; the random generators are left as they were. None for
+    several processes (each would measure on its own and they must agree) and for modules
+    without a diffusion loss."""
+    if str(cfg.trainer.get("devices", 1)) != "1" or str(cfg.trainer.get("num_nodes", 1)) != "1":
+        return None
+    device = torch.device("cuda" if device_type == "cuda" else "cpu")
+    devices = [torch.cuda.current_device()] if device_type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        module = build_module(cfg, image_shape).to(device)
+        if not hasattr(module, "diffusion_loss"):
+            return None
+        x0 = torch.rand(cfg.data.batch_size, *image_shape, device=device) * 2 - 1
+        num_classes = cfg.model.get("num_classes", 0)
+        labels = torch.randint(0, num_classes, (x0.shape[0],), device=device) if num_classes else None
+        return bf16_speedup(loss_backward_step(module, x0, labels), device_type)
+
+
 def record_preemption(trainer: pl.Trainer, output_dir: Path) -> None:
     """results.json of a run stopped by SIGTERM (SaveOnPreemption wrote its checkpoint)."""
     if not trainer.is_global_zero:
@@ -131,7 +152,9 @@ def train(cfg: DictConfig) -> float | None:
     check_class_conditioning(datamodule, cfg.model.get("num_classes", 0))
     image_shape = (datamodule.num_channels, datamodule.image_size, datamodule.image_size)
     if "precision" in cfg.trainer:  # resolved before the run config is saved: checkpoints record what ran
-        cfg.trainer.precision = resolve_trainer_precision(cfg.trainer.precision, cfg.trainer.get("accelerator"))
+        cfg.trainer.precision = resolve_trainer_precision(
+            cfg.trainer.precision, cfg.trainer.get("accelerator"), partial(measured_bf16_speedup, cfg, image_shape)
+        )
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = build_module(cfg, image_shape, run_config=run_config)
     if cfg.get("init_weights"):

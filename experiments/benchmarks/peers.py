@@ -13,8 +13,8 @@ interleaved (A, B, C, A, B, C ...) after warm-up, median of ``--repeats``:
 2. sampling: ms per denoising step (forward pass at batch 64 under inference_mode, the whole
    cost of a sampler step) and the total for 16 samples with 50-step DDIM and 1000-step DDPM
    (per-step time at batch 16 times the steps);
-3. achieved FLOP/s of our train step (torch.utils.flop_counter) against the measured peak of a
-   large matmul in the same run.
+3. achieved FLOP/s of our train step (torch.utils.flop_counter) against the peak measured in the
+   same run: the best of repeated large matmuls and 3x3 convolutions (peak.py).
 
 With ``--device cuda`` everything runs on the GPU (autocast on CUDA, a synchronize after each timed
 call); the peaks are then the GPU's fp32 and bf16 matmuls (TF32 off, torch's default for fp32).
@@ -39,6 +39,7 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+from peak import peak_flops, synchronize  # the script beside this one
 from torch import nn
 
 SIZES = {
@@ -142,12 +143,6 @@ def training(
     return net, lambda: train_step(net, optimizer, x0, bf16)
 
 
-def synchronize() -> None:
-    """Wait for the GPU's queued work, so that a timed call includes it (no-op without CUDA)."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
 def interleaved(steps: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, float]:
     """Median seconds per call of each step, measured A, B, C, A, B, C ... after warm-up."""
     for step in steps.values():
@@ -162,15 +157,6 @@ def interleaved(steps: dict[str, Callable[[], None]], warmup: int, repeats: int)
             synchronize()
             times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
-
-
-def matmul_peak(dtype: torch.dtype, n: int | None = None, repeats: int = 10, device: str = "cpu") -> float:
-    """FLOP/s of an n x n matmul (2 n^3 FLOPs), median of repeats; n defaults to 2048 on the CPU and
-    8192 on a GPU, where 2048 is bound by the launch rather than the arithmetic."""
-    n = n or (2048 if device == "cpu" else 8192)
-    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-    seconds = interleaved({"mm": lambda: a @ b}, 2, repeats)["mm"]
-    return 2 * n**3 / seconds
 
 
 def train_flops(net: nn.Module, x0: torch.Tensor) -> int:
@@ -203,14 +189,17 @@ def measure(size: str, channels: int, args: argparse.Namespace) -> dict:
     results["sample_ms_per_step"] = {name: round(1000 * s, 1) for name, s in per_step64.items()}
     results["ddim50_16_samples_s"] = {name: round(50 * s, 2) for name, s in per_step16.items()}
     results["ddpm1000_16_samples_s"] = {name: round(1000 * s, 1) for name, s in per_step16.items()}
-    # Achieved FLOP/s of our fp32 train step against the fp32 matmul peak, measured now.
+    # Achieved FLOP/s of our fp32 train step against the fp32 peak, measured now.
     net, _, _ = prepared("ours", size, channels, args.image_size, "fp32", args.device)
     flops = train_flops(net, batch(args.batch_size, channels, args.image_size, False, args.device))
     seconds = args.batch_size / results["train_images_per_s"]["ours | fp32"]
     results["ours_train_gflop_per_step"] = round(flops / 1e9, 2)
     results["ours_achieved_gflops_fp32"] = round(flops / seconds / 1e9, 1)
-    results["matmul_peak_gflops_fp32"] = round(matmul_peak(torch.float32, device=args.device) / 1e9, 1)
-    results["matmul_peak_gflops_bf16"] = round(matmul_peak(torch.bfloat16, device=args.device) / 1e9, 1)
+    # The peaks: the best of repeated timings of large matmuls and 3x3 convolutions (peak.py).
+    for dtype, torch_dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        peak, rates = peak_flops(torch_dtype, device=args.device)
+        results[f"kernel_gflops_{dtype}"] = {name: round(rate / 1e9, 1) for name, rate in rates.items()}
+        results[f"matmul_peak_gflops_{dtype}"] = round(peak / 1e9, 1)
     return results
 
 
