@@ -6,10 +6,11 @@ otherwise; an explicit bf16 request on a device without it is kept but warned ab
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from diffusion_lit.lit import precision
 from diffusion_lit.lit.build import build_module
-from diffusion_lit.runs.training import measured_bf16_speedup
+from diffusion_lit.runs.training import measured_bf16_speedup, precision_of_resumed_run
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 
@@ -138,3 +139,18 @@ def test_a_runs_measurement_uses_a_copy_of_its_module_and_leaves_training_as_it_
     assert torch.equal(torch.rand(4), expected_next)
     cfg.trainer.devices = 2  # DDP: each process would measure on its own and might choose differently
     assert measured_bf16_speedup(cfg, (1, 16, 16), "cpu") is None
+
+
+def test_a_resumed_run_goes_on_in_the_precision_its_checkpoint_recorded(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    checkpoint = {"state_dict": {}, "diffusion_lit": {"config": {"trainer": {"precision": "32-true"}}}}
+    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
+    cfg = OmegaConf.create({"ckpt_path": "last", "paths": {"output_dir": str(run)}})
+    assert precision_of_resumed_run(cfg) == "32-true"
+    cfg.ckpt_path = str(run / "checkpoints" / "last.ckpt")
+    assert precision_of_resumed_run(cfg) == "32-true"
+    cfg.ckpt_path = None  # a new run measures
+    assert precision_of_resumed_run(cfg) is None
+    cfg.ckpt_path, cfg.paths.output_dir = "last", str(tmp_path / "elsewhere")  # nothing to resume here yet
+    assert precision_of_resumed_run(cfg) is None

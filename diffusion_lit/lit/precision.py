@@ -14,7 +14,8 @@ Native is not the same as faster. On an Intel Xeon with AVX-512 BF16 but no AMX 
 that CPU reports the same oneDNN support as the EPYC where bf16 won. So where bf16 is native, a
 training run with ``auto`` times a few training steps of its own network in both precisions
 (:func:`bf16_speedup`, a few seconds) and keeps bf16 only when it is at least
-``BF16_MIN_SPEEDUP`` times faster.
+``BF16_MIN_SPEEDUP`` times faster. A resumed run keeps what its checkpoint recorded
+(:func:`diffusion_lit.runs.training.precision_of_resumed_run`), so that it goes on as it began.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from diffusion_lit.callbacks.preemption import SaveOnPreemption
 from diffusion_lit.lit.build import attach_guide, build_module, initialise_from
 from diffusion_lit.lit.loggers import finish, log_config, log_images, log_results
 from diffusion_lit.lit.module import DiffusionModule
-from diffusion_lit.lit.precision import bf16_speedup, loss_backward_step, resolve_trainer_precision
+from diffusion_lit.lit.precision import AUTO, bf16_speedup, loss_backward_step, resolve_trainer_precision
 from diffusion_lit.lit.sample_metrics import training_run_metrics
 from diffusion_lit.runs.config_checks import build_trainer, check_train_config, instantiate_all
 from diffusion_lit.runs.jobs import RESULTS_FILE, ddp_processes_rerun_this_job, write_json
@@ -103,6 +103,21 @@ def guide_for_final_samples(module: DiffusionModule, eval_cfg: DictConfig) -> di
     return module.autoguidance
 
 
+def precision_of_resumed_run(cfg: DictConfig) -> str | None:
+    """The precision ``auto`` resolved to in the run that ``ckpt_path`` resumes (its checkpoint
+    records it), so that it is not measured again and perhaps chosen otherwise; None when there
+    is no such checkpoint here (a new run, or hpc / registry checkpoints Lightning finds)."""
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path or ckpt_path in ("hpc", "registry"):
+        return None
+    path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.expanduser().is_file():
+        return None
+    checkpoint = torch.load(path.expanduser(), map_location="cpu", weights_only=False)
+    precision = (checkpoint.get("diffusion_lit") or {}).get("config", {}).get("trainer", {}).get("precision")
+    return None if precision in (None, AUTO) else str(precision)
+
+
 def measured_bf16_speedup(cfg: DictConfig, image_shape: tuple[int, int, int], device_type: str) -> float | None:
     """How many times faster the run's training step is under bf16 autocast than in fp32 here
     (:func:`~diffusion_lit.lit.precision.bf16_speedup`), on a throwaway copy of its module and a
@@ -151,6 +166,8 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     check_class_conditioning(datamodule, cfg.model.get("num_classes", 0))
     image_shape = (datamodule.num_channels, datamodule.image_size, datamodule.image_size)
+    if cfg.trainer.get("precision") == AUTO:  # a resumed run goes on in the precision it chose
+        cfg.trainer.precision = precision_of_resumed_run(cfg) or AUTO
     if "precision" in cfg.trainer:  # resolved before the run config is saved: checkpoints record what ran
         cfg.trainer.precision = resolve_trainer_precision(
             cfg.trainer.precision, cfg.trainer.get("accelerator"), partial(measured_bf16_speedup, cfg, image_shape)
