@@ -150,7 +150,14 @@ def test_a_resumed_run_goes_on_in_the_precision_its_checkpoint_recorded(tmp_path
     assert precision_of_resumed_run(cfg) == "32-true"
     cfg.ckpt_path = str(run / "checkpoints" / "last.ckpt")
     assert precision_of_resumed_run(cfg) == "32-true"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "checkpoints" / "last.ckpt").rename(elsewhere / "last.ckpt")
+    cfg.ckpt_path = "last"
+    cfg.callbacks = {"checkpoint": {"dirpath": str(elsewhere)}}  # "last" is where the checkpoint callback writes
+    assert precision_of_resumed_run(cfg) == "32-true"
     cfg.ckpt_path = None  # a new run measures
     assert precision_of_resumed_run(cfg) is None
-    cfg.ckpt_path, cfg.paths.output_dir = "last", str(tmp_path / "elsewhere")  # nothing to resume here yet
+    cfg.ckpt_path, cfg.callbacks = "last", None
+    cfg.paths.output_dir = str(tmp_path / "new")  # nothing to resume here yet
     assert precision_of_resumed_run(cfg) is None

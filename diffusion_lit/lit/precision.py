@@ -20,6 +20,7 @@ training run with ``auto`` times a few training steps of its own network in both
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import statistics
 import time
@@ -116,8 +117,7 @@ def bf16_speedup(step: Callable[[bool], None], device_type: str, repeats: int = 
     each (fp32, bf16, fp32, ...), after one untimed call each (kernel choice, first allocations).
     The random generators are left as they were, so that the run trains as it would have."""
     seconds: dict[bool, list[float]] = {False: [], True: []}
-    devices = [torch.cuda.current_device()] if device_type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with random_state_kept(device_type):
         for repeat in range(repeats + 1):
             for bf16 in (False, True):
                 synchronize(device_type)
@@ -140,6 +140,12 @@ def loss_backward_step(module: nn.Module, x0: torch.Tensor, labels: torch.Tensor
         module.zero_grad(set_to_none=True)
 
     return step
+
+
+def random_state_kept(device_type: str) -> contextlib.AbstractContextManager:
+    """A context after which torch's random generators (the CPU's, and the current GPU's on
+    ``cuda``) are as they were before it."""
+    return torch.random.fork_rng(devices=[torch.cuda.current_device()] if device_type == "cuda" else [])
 
 
 def synchronize(device_type: str) -> None:

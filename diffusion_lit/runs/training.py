@@ -23,7 +23,13 @@ from diffusion_lit.callbacks.preemption import SaveOnPreemption
 from diffusion_lit.lit.build import attach_guide, build_module, initialise_from
 from diffusion_lit.lit.loggers import finish, log_config, log_images, log_results
 from diffusion_lit.lit.module import DiffusionModule
-from diffusion_lit.lit.precision import AUTO, bf16_speedup, loss_backward_step, resolve_trainer_precision
+from diffusion_lit.lit.precision import (
+    AUTO,
+    bf16_speedup,
+    loss_backward_step,
+    random_state_kept,
+    resolve_trainer_precision,
+)
 from diffusion_lit.lit.sample_metrics import training_run_metrics
 from diffusion_lit.runs.config_checks import build_trainer, check_train_config, instantiate_all
 from diffusion_lit.runs.jobs import RESULTS_FILE, ddp_processes_rerun_this_job, write_json
@@ -110,10 +116,15 @@ def precision_of_resumed_run(cfg: DictConfig) -> str | None:
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path or ckpt_path in ("hpc", "registry"):
         return None
-    path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-    if not path.expanduser().is_file():
+    if ckpt_path == "last":  # Lightning's "last": last.ckpt in the checkpoint callback's folder
+        folder = OmegaConf.select(cfg, "callbacks.checkpoint.dirpath") or Path(cfg.paths.output_dir) / "checkpoints"
+        path = Path(folder) / "last.ckpt"
+    else:
+        path = Path(ckpt_path).expanduser()
+    if not path.is_file():
         return None
-    checkpoint = torch.load(path.expanduser(), map_location="cpu", weights_only=False)
+    # Memory-mapped: only the small config entry is read, not the weights (Lightning loads them).
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     precision = (checkpoint.get("diffusion_lit") or {}).get("config", {}).get("trainer", {}).get("precision")
     return None if precision in (None, AUTO) else str(precision)
 
@@ -127,8 +138,7 @@ def measured_bf16_speedup(cfg: DictConfig, image_shape: tuple[int, int, int], de
     if str(cfg.trainer.get("devices", 1)) != "1" or str(cfg.trainer.get("num_nodes", 1)) != "1":
         return None
     device = torch.device("cuda" if device_type == "cuda" else "cpu")
-    devices = [torch.cuda.current_device()] if device_type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with random_state_kept(device_type):  # building the throwaway module draws its weights
         module = build_module(cfg, image_shape).to(device)
         if not hasattr(module, "diffusion_loss"):
             return None

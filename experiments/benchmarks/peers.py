@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from peak import peak_flops, synchronize  # the script beside this one
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 SIZES = {
     # class: (ours: base, mults, res blocks), (ddpm-pytorch dim), (diffusers base)
@@ -159,13 +160,16 @@ def interleaved(steps: dict[str, Callable[[], None]], warmup: int, repeats: int)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def train_flops(net: nn.Module, x0: torch.Tensor) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+def counted_flops(step: Callable[[], object]) -> int:
+    """FLOPs of one call of ``step`` (torch.utils.flop_counter: matrix products and convolutions)."""
     with FlopCounterMode(display=False) as counter:
-        train_step(net, optimizer, x0, bf16=False)
+        step()
     return counter.get_total_flops()
+
+
+def train_flops(net: nn.Module, x0: torch.Tensor) -> int:
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    return counted_flops(lambda: train_step(net, optimizer, x0, bf16=False))
 
 
 def measure(size: str, channels: int, args: argparse.Namespace) -> dict:

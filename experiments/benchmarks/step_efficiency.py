@@ -28,12 +28,12 @@ import argparse
 import os
 import platform
 from functools import partial
+from pathlib import Path
 
 import torch
 from peak import peak_flops  # the scripts beside this one
-from peers import interleaved
+from peers import counted_flops, interleaved
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 from train_step import build, train_step
 
 ENVIRONMENT = (
@@ -51,15 +51,9 @@ def sample_step(module, x: torch.Tensor) -> None:
     module.net(x, torch.full((x.shape[0],), 500, dtype=torch.long))
 
 
-def counted_flops(step) -> int:
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
-
-
 def cpu_kind() -> str:
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine()
     kind = "AVX-512 BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2"
