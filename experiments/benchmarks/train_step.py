@@ -44,7 +44,12 @@ VARIANTS = (
 
 
 def build(model: str, channels: int, image_size: int, variant: str = "fp32"):
-    options = [f"model.{option}={str(option in variant.split('+')).lower()}" for option in ("channels_last", "compile")]
+    # A model is a conf/model preset, optionally with Hydra overrides: small:model.net.base_channels=16
+    model, _, extra = model.partition(":")
+    options = [
+        *filter(None, extra.split(",")),
+        *[f"model.{option}={str(option in variant.split('+')).lower()}" for option in ("channels_last", "compile")],
+    ]
     parts = variant.split("+")
     if "edm" in parts:
         options.append("formulation=edm")
@@ -72,7 +77,12 @@ def train_step(module, optimizer, batch: torch.Tensor, bf16: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["small", "base"], help="conf/model presets to measure")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["small", "base"],
+        help="conf/model presets to measure, each optionally with overrides: small:model.net.base_channels=16",
+    )
     parser.add_argument("--variants", nargs="+", default=["fp32", "bf16"], choices=VARIANTS)
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=32)
