@@ -242,7 +242,7 @@ def test_invalid_forward_inputs() -> None:
 # ---------------------------------------------------------------------------- presets
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small", "base"])
+@pytest.mark.parametrize("preset", ["tiny", "narrow", "small", "base"])
 def test_hydra_presets_instantiate(preset: str) -> None:
     omegaconf = pytest.importorskip("omegaconf")
     hydra_utils = pytest.importorskip("hydra.utils")
@@ -252,7 +252,9 @@ def test_hydra_presets_instantiate(preset: str) -> None:
     model = hydra_utils.instantiate(cfg.model.net, in_channels=1)
     assert isinstance(model, UNet)
     n_params = sum(p.numel() for p in model.parameters())
-    assert {"tiny": n_params < 100_000, "small": 1e6 <= n_params <= 2e6, "base": 6e6 <= n_params <= 10e6}[preset]
+    expected = {"tiny": n_params < 100_000, "narrow": 2e5 <= n_params <= 4e5, "small": 1e6 <= n_params <= 2e6,
+                "base": 6e6 <= n_params <= 10e6}  # fmt: skip
+    assert expected[preset], n_params
     with torch.no_grad():
         size = cfg.data.image_size
         assert model(torch.randn(1, 1, size, size), torch.tensor([1])).shape == (1, 1, size, size)
