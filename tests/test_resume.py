@@ -1,5 +1,6 @@
 """Resuming with ckpt_path= continues a run exactly: same weights as never stopping."""
 
+import pytest
 import torch
 
 from tests.conftest import run_cli
@@ -7,13 +8,16 @@ from tests.conftest import run_cli
 SMOKE = ["model=tiny", "debug=smoke"]
 
 
-def test_resumed_run_matches_the_uninterrupted_run(tmp_path):
-    run_cli("diffusion_lit.train", *SMOKE, "trainer.max_epochs=2", "hydra.run.dir=straight", cwd=tmp_path)
-    run_cli("diffusion_lit.train", *SMOKE, "trainer.max_epochs=1", "hydra.run.dir=first", cwd=tmp_path)
-    run_cli(
-        "diffusion_lit.train", *SMOKE, "trainer.max_epochs=2", "ckpt_path=first/checkpoints/last.ckpt",
-        "hydra.run.dir=resumed", cwd=tmp_path,
-    )  # fmt: skip
+@pytest.mark.parametrize("lr_decay", ["cosine", "none"])
+def test_resumed_run_matches_the_uninterrupted_run(tmp_path, lr_decay):
+    # The run resumes from the uninterrupted run's own end-of-epoch-1 checkpoint, with the same
+    # command line: a run stopped by a shorter max_epochs would be a different run under the
+    # cosine decay, whose horizon is the run's length.
+    options = [*SMOKE, f"lr_decay={lr_decay}", "trainer.max_epochs=2", "callbacks.checkpoint.save_top_k=-1"]
+    run_cli("diffusion_lit.train", *options, "hydra.run.dir=straight", cwd=tmp_path)
+    first = tmp_path / "straight" / "checkpoints" / "epoch000.ckpt"
+    assert torch.load(first, weights_only=False)["global_step"] == 3
+    run_cli("diffusion_lit.train", *options, f"ckpt_path={first}", "hydra.run.dir=resumed", cwd=tmp_path)
     straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=False)
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
     assert resumed["global_step"] == straight["global_step"] == 6
