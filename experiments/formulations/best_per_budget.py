@@ -17,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+from combine import check_one_feature_network  # the script beside this one
+
 from diffusion_lit.utils.errors import UserError, report_user_errors
 from diffusion_lit.utils.images import plt
 
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/formulations/flow"))
     args = parser.parse_args()
     studies = dict(load(spec) for spec in args.studies)
+    check_one_feature_network(studies, args.metric)
     table: dict[str, dict[int, dict | None]] = {
         name: {budget: best_within(rows, budget, args.metric) for budget in args.budgets}
         for name, rows in studies.items()

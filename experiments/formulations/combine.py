@@ -32,6 +32,28 @@ def load_studies(specs: list[str]) -> dict[str, list[dict]]:
     return studies
 
 
+# Metrics measured in a feature network's space: their values depend on which network it is.
+FEATURE_METRICS = ("fid", "kid", "precision", "recall")
+
+
+def check_one_feature_network(studies: dict[str, list[dict]], metric: str) -> None:
+    """Refuses a table of feature metrics scored by different feature networks: each machine trains
+    its own domain classifier, and FID in two of them is on two scales (500 real MNIST test digits
+    scored 35.9 in one and 54.4 in another), so such rows are not comparable."""
+    if not metric.startswith(FEATURE_METRICS):
+        return
+    networks = {
+        row.get("protocol", {}).get("extractor_sha256") for rows in studies.values() for row in rows if metric in row
+    }
+    if len(networks) > 1:
+        names = ", ".join(str(sha)[:8] for sha in sorted(networks, key=str))
+        raise UserError(
+            f"--metric {metric}: the studies were scored by {len(networks)} different feature networks "
+            f"(extractor_sha256 {names}), whose values are not comparable. Rescore them with one "
+            "(compare.py on each checkpoint on the same machine, or with the same extractor weights)."
+        )
+
+
 def write_table(studies: dict[str, list[dict]], metric: str, out: Path) -> str:
     names = list(studies)
     by_label = {name: {row["label"]: row for row in rows} for name, rows in studies.items()}
@@ -89,6 +111,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/formulations"))
     args = parser.parse_args()
     studies = load_studies(args.studies)
+    check_one_feature_network(studies, args.metric)
     args.out.mkdir(parents=True, exist_ok=True)
     print(write_table(studies, args.metric, args.out))
     plot(studies, args.metric, args.out / "quality_vs_calls.png")
