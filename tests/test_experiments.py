@@ -84,22 +84,3 @@ def test_cats_study_figures_from_a_smoke_sweep(tmp_path):
     rows = [line.split(" | ") for line in (out / "results.md").read_text().splitlines()[2:]]
     expected = [("l1", "edges"), ("l1", "none"), ("mse", "edges"), ("mse", "none")]
     assert sorted((row[1], row[2]) for row in rows) == expected
-
-
-def test_formulation_tables_refuse_fids_of_two_feature_networks(tmp_path):
-    def study(name, sha, fid):
-        row = {"sampler": "ddim", "steps": 20, "label": "ddim 20", "network_calls": 20, "fid": fid,
-               "protocol": {"extractor_sha256": sha}}  # fmt: skip
-        (tmp_path / f"{name}.json").write_text(json.dumps([row]))
-        return f"{name}={tmp_path / f'{name}.json'}"
-
-    script = REPO_ROOT / "experiments" / "formulations" / "combine.py"
-    mixed = [study("vp", "a" * 64, 42.9), study("flow", "b" * 64, 67.4)]
-    result = subprocess.run([sys.executable, script, "--studies", *mixed, "--metric", "fid", "--out", tmp_path / "m"],
-                            capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 2 and "2 different feature networks" in result.stderr
-    same = [study("vp", "a" * 64, 66.0), study("flow", "a" * 64, 67.4)]
-    result = subprocess.run([sys.executable, script, "--studies", *same, "--metric", "fid", "--out", tmp_path / "s"],
-                            capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "66" in (tmp_path / "s" / "results.md").read_text()

@@ -3,6 +3,7 @@ entries and combine.py's side-by-side table and figure."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,14 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # With the script's folder on sys.path, as `python <script>` has it (scripts import their siblings).
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 
@@ -79,3 +85,17 @@ def test_best_per_budget_takes_the_best_row_within_each_budget(tmp_path, monkeyp
     assert "0.700" in table and (tmp_path / "out" / "best_per_budget.png").is_file()
     with pytest.raises(UserError, match="name=<folder or .json>"):
         best.load("flow=nowhere")
+
+
+def test_formulation_tables_refuse_fids_of_two_feature_networks():
+    combine = _load(EXPERIMENTS / "formulations" / "combine.py")
+
+    def row(sha, fid):
+        return {"sampler": "ddim", "steps": 20, "label": "ddim 20", "network_calls": 20, "fid": fid,
+                "triangle_validity": 0.9, "protocol": {"extractor_sha256": sha}}  # fmt: skip
+
+    mixed = {"vp": [row("a" * 64, 42.9)], "flow": [row("b" * 64, 67.4)]}
+    with pytest.raises(UserError, match="2 different feature networks"):
+        combine.check_one_feature_network(mixed, "fid")
+    combine.check_one_feature_network(mixed, "triangle_validity")  # not a feature metric: no network to agree on
+    combine.check_one_feature_network({"vp": [row("a" * 64, 66.0)], "flow": [row("a" * 64, 67.4)]}, "fid")
