@@ -10,9 +10,8 @@ OUT=${OUT:-experiments/formulations}
 RUNS=${RUNS:-outputs/formulations}
 VP=${1:-}
 EDM=${2:-}
-# The `make train` recipe these tables were measured with (the default until 2026-12-05; the default
-# run is now the narrow U-Net at lr 2e-3 with cosine decay over 20 epochs: experiments/default_run).
-RECIPE=(model=small optimizer.lr=1e-3 lr_decay=none trainer.max_epochs=16)
+# The `make train` recipe these tables were measured with (conf/experiment/small_default.yaml).
+RECIPE=(experiment=small_default)
 if [[ -z "$VP" ]]; then "$PY" -m diffusion_lit.train "${RECIPE[@]}" hydra.run.dir="$RUNS/vp"; VP=$RUNS/vp/checkpoints/last.ckpt; fi
 if [[ -z "$EDM" ]]; then
   "$PY" -m diffusion_lit.train "${RECIPE[@]}" formulation=edm hydra.run.dir="$RUNS/edm"; EDM=$RUNS/edm/checkpoints/last.ckpt

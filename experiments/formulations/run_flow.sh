@@ -15,9 +15,8 @@ set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-experiments/formulations/flow}
 RUNS=${RUNS:-outputs/flow}
-# The `make train` recipe these tables were measured with (the default until 2026-12-05; the default
-# run is now the narrow U-Net at lr 2e-3 with cosine decay over 20 epochs: experiments/default_run).
-RECIPE=(model=small optimizer.lr=1e-3 lr_decay=none trainer.max_epochs=16)
+# The `make train` recipe these tables were measured with (conf/experiment/small_default.yaml).
+RECIPE=(experiment=small_default)
 read -ra TRAIN_ARGS <<<"${TRAIN_ARGS:-}"
 read -ra STUDY_ARGS <<<"${STUDY_ARGS:-}"
 declare -A OVERRIDES=(
