@@ -11,14 +11,16 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from diffusion_lit.data.pairs import PairsDataModule
+from diffusion_lit.data.pairs import PAIRS_TARGET, PairsDataModule, reference_data_config
+from diffusion_lit.data.triangles import TrianglesDataModule
 from diffusion_lit.diffusion.coupling import couple, ot_permutation
 from diffusion_lit.diffusion.flow_samplers import _FlowTime, flow_adaptive_sample, flow_sample, flow_sde_sample, shifted
 from diffusion_lit.diffusion.formulations import Flow
 from diffusion_lit.diffusion.mixture import GaussianMixture
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, flow_betas
-from diffusion_lit.lit.build import build_module
+from diffusion_lit.lit.build import build_module, data_module_for
 from diffusion_lit.lit.module import DiffusionModule
+from diffusion_lit.lit.sample_metrics import SampleMetrics, sample_metrics_config
 from diffusion_lit.runs.reflow import check_deterministic
 from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.paths import CONFIG_DIR
@@ -236,6 +238,31 @@ def test_a_reflow_batch_uses_its_own_noise(tmp_path):
             check_deterministic(sampler)
     sampler.s_churn = 0.0
     check_deterministic(sampler)  # Heun without churn is an ODE solver
+
+
+def test_a_reflow_model_is_compared_with_its_teachers_real_data(tmp_path):
+    """FID's real reference (and every evaluation's data) of a model trained on pairs is the data
+    the pairs' model learnt, followed through a reflow of a reflow; never the teacher's samples."""
+    triangles = {"_target_": "diffusion_lit.data.triangles.TrianglesDataModule", "data_dir": str(tmp_path),
+                 "num_images": 40, "image_size": 8, "variant": "aliased", "seed": 3}  # fmt: skip
+    images, noise = torch.zeros(4, 1, 8, 8), torch.zeros(4, 1, 8, 8)
+    first = {"format": 1, "images": images, "noise": noise, "labels": None, "num_classes": 0, "source_data": triangles}
+    torch.save(first, tmp_path / "first.pt")
+    pairs_config = {"_target_": PAIRS_TARGET, "path": str(tmp_path / "first.pt")}
+    torch.save({**first, "source_data": pairs_config}, tmp_path / "second.pt")  # pairs drawn by the reflow model
+    for path in ("first.pt", "second.pt"):
+        reference = PairsDataModule(str(tmp_path / path)).reference_data()
+        assert isinstance(reference, TrianglesDataModule) and reference.image_size == 8 and reference.seed == 3
+        module = flow_module(mean=0.0, std=0.5)
+        module.run_config = {"data": {"_target_": PAIRS_TARGET, "path": str(tmp_path / path)}}
+        reference = data_module_for(module, {"seed": 5, "root": None})  # overrides go to the real data
+        assert isinstance(reference, TrianglesDataModule) and reference.seed == 5
+    metrics = SampleMetrics([], module, PairsDataModule(str(tmp_path / "second.pt")), sample_metrics_config(8))
+    assert isinstance(metrics.datamodule, TrianglesDataModule)
+    loop = {"_target_": PAIRS_TARGET, "path": str(tmp_path / "loop.pt")}
+    torch.save({**first, "source_data": loop}, tmp_path / "loop.pt")
+    with pytest.raises(UserError, match="name themselves"):
+        reference_data_config(loop)
 
 
 def test_a_class_conditional_flow_model_trains_a_step_and_samples_with_guidance():

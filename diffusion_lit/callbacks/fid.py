@@ -69,7 +69,7 @@ class FIDCallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not self.every_n_epochs or stage != "fit":
             return
-        datamodule = trainer.datamodule
+        datamodule = trainer.datamodule.reference_data()  # reflow pairs: their teacher's real data
         self.extractor = self.extractor_class.from_data_dir(datamodule.data_dir).to(pl_module.device)
         cache = Path(datamodule.data_dir) / "fid_features"
         # Rank 0 extracts (and caches) the real features first; the others then read the cache.

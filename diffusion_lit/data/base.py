@@ -204,6 +204,11 @@ class ImageDataModule(pl.LightningDataModule, abc.ABC):
         """Batches of the validation set in a fixed order (all samples kept)."""
         return self._loader(self.val_set, "val_set", shuffle=False)
 
+    def reference_data(self) -> ImageDataModule:
+        """The data these images stand for, which samples are compared with (FID's real reference,
+        held-out images): the module itself, except for images drawn by a model (reflow pairs)."""
+        return self
+
     def split_signature(self, split: str) -> dict[str, Any]:
         """What determines the images of ``split`` ("train" or "val"), JSON-serialisable: a key
         for caches derived from them (e.g. FID reference features). Default: the saved

@@ -9,12 +9,13 @@ trained on (triangle validity for triangles), read from the pairs file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from diffusion_lit.data.base import ImageDataModule, check_fraction, split_indices
@@ -131,8 +132,33 @@ class PairsDataModule(ImageDataModule):
         self.train_set = PairsDataset(images[train], labels[train], noise[train])
         self.val_set = PairsDataset(images[val], labels[val], noise[val])
 
-    def sample_metrics(self, samples: torch.Tensor) -> dict[str, float]:
-        """The metrics of the data the pairs' model was trained on (its data config, stored)."""
+    def reference_data(self) -> ImageDataModule:
+        """The data the pairs' model was trained on (its data config, stored in the file): the
+        real images a reflow model's samples are compared with, not its teacher's samples."""
         if self._source is None:
-            self._source = instantiate(self.pairs["source_data"])
-        return self._source.sample_metrics(samples)
+            self._source = instantiate(reference_data_config(self.pairs["source_data"]))
+        return self._source
+
+    def sample_metrics(self, samples: torch.Tensor) -> dict[str, float]:
+        """The metrics of the data the pairs' model was trained on."""
+        return self.reference_data().sample_metrics(samples)
+
+
+PAIRS_TARGET = f"{PairsDataModule.__module__}.{PairsDataModule.__qualname__}"
+
+
+def reference_data_config(data_cfg: Mapping[str, Any]) -> DictConfig:
+    """A run's data config, or for a run on reflow pairs the config of the data the pairs' model
+    was trained on (followed through pairs of pairs: a reflow of a reflow)."""
+    data_cfg = OmegaConf.create(dict(data_cfg))
+    seen: set[str] = set()
+    while data_cfg.get("_target_") == PAIRS_TARGET:
+        path = str(Path(data_cfg.path).expanduser().resolve())
+        if path in seen:
+            raise UserError(f"the reflow pairs {data_cfg.path} name themselves as their source data.")
+        seen.add(path)
+        source = load_pairs(path).get("source_data")
+        if not source:
+            raise UserError(f"{data_cfg.path} records no source data: draw the pairs again with diffusion_lit.reflow.")
+        data_cfg = OmegaConf.create(dict(source))
+    return data_cfg

@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from diffusion_lit.data.pairs import reference_data_config
 from diffusion_lit.diffusion.count_samplers import is_count_sampler
 from diffusion_lit.diffusion.counts import is_count_formulation
 from diffusion_lit.diffusion.samplers import check_sampler
@@ -170,10 +171,13 @@ def attach_guide(module: DiffusionModule, guide_ckpt: str | None, guide_scale: f
 
 
 def data_module_for(module: DiffusionModule, overrides: DictConfig | dict | None) -> Any:
-    """The checkpoint's data module, with the non-null ``overrides`` (root, data_dir, path) applied."""
+    """The checkpoint's data module, with the non-null ``overrides`` (root, data_dir, path) applied:
+    the real data its samples are compared with and edits start from, so for a model trained on
+    reflow pairs the data of the model that drew them."""
     data_cfg = OmegaConf.create(module.run_config.get("data") or {})
     if "_target_" not in data_cfg:
         raise UserError("the checkpoint stores no data config; it was not written by diffusion_lit.train.")
+    data_cfg = reference_data_config(data_cfg)
     for key, value in (overrides or {}).items():
         if value is not None:
             data_cfg[key] = value

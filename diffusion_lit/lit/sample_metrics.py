@@ -124,7 +124,8 @@ class SampleMetrics:
     ) -> None:
         """``cfg`` holds the options of :func:`sample_metrics_config`; ``extractor`` is the feature
         network class of FID, KID and precision/recall (conf/extractor/)."""
-        self.names, self.module, self.datamodule, self.cfg = names, module, datamodule, cfg
+        # The real data of the comparison: for a reflow model's pairs, the data its teacher learnt.
+        self.names, self.module, self.datamodule, self.cfg = names, module, datamodule.reference_data(), cfg
         self.extractor_class = extractor
         self._extractors: dict[FeatureExtractor, Any] = {}
         self._real_features: torch.Tensor | None = None
