@@ -9,14 +9,16 @@
 #   experiments/formulations/run_flow.sh model NAME    # one model: train it, then its sampler cells
 # NAME: vp edm flow_uniform flow_logit_normal flow_logit_normal_ot. TRAIN_ARGS (extra train
 # overrides, e.g. trainer=gpu) and STUDY_ARGS (extra compare.py options, e.g. --device cuda) carry
-# over to every step; checkpoints given as VP=... EDM=... (env) are not retrained.
+# over to every step; checkpoints given as VP=... EDM=... (env) are not retrained. RECIPE (words,
+# default experiment=small_default) is the training recipe every model shares.
 # About 30 min per training run, 5 min per model's sampler study on the 2-core development machine.
 set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-experiments/formulations/flow}
 RUNS=${RUNS:-outputs/flow}
-# The `make train` recipe these tables were measured with (conf/experiment/small_default.yaml).
-RECIPE=(experiment=small_default)
+# The `make train` recipe of 2026-12-04, which the tables of that day were measured with
+# (conf/experiment/small_default.yaml); RECIPE="" trains on today's defaults (narrow U-Net, 20 epochs).
+read -ra RECIPE <<<"${RECIPE-experiment=small_default}"
 read -ra TRAIN_ARGS <<<"${TRAIN_ARGS:-}"
 read -ra STUDY_ARGS <<<"${STUDY_ARGS:-}"
 declare -A OVERRIDES=(
