@@ -3,7 +3,7 @@
     python experiments/samplers/compare.py --ckpt outputs/<run>/checkpoints/last.ckpt \
         [--configs ddpm:50 ddim:20 strided ...] [--metrics fid digits --extractor domain] \
         [--data-root ../shared/datasets] [--num-samples 256] [--batch-size 256] [--seed 1234] \
-        [--device cpu] [--out experiments/samplers]
+        [--device cpu] [--guidance-scale W] [--out experiments/samplers]
 
 Each configuration (``sampler:steps``, or a sampler name alone for its config's default) draws
 the same number of samples from the same starting noise (one generator seeded with --seed), so
@@ -125,6 +125,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (a GPU where there is one)")
+    parser.add_argument(
+        "--guidance-scale", type=float, default=None,
+        help="classifier-free guidance of a class-conditional model (default: the checkpoint's model.guidance_scale; "
+        "1 for a reflow of a guided model, whose pairs carry the guidance)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("experiments/samplers"))
     args = parser.parse_args()
     configs = [parse_config(text) for text in args.configs]
@@ -132,6 +137,10 @@ def main() -> None:
 
     device = resolve_device(args.device)
     module = load_checkpoint(args.ckpt).to(device)
+    if args.guidance_scale is not None:
+        if not module.num_classes:
+            raise UserError(f"--guidance-scale needs a class-conditional model; {args.ckpt} is unconditional.")
+        module.guidance_scale = args.guidance_scale
     datamodule = data_module_for(module, {"root": args.data_root})
     extractor = instantiate(OmegaConf.load(Path(CONFIG_DIR) / "extractor" / f"{args.extractor}.yaml"))
     metrics = SampleMetrics(args.metrics, module, datamodule, sample_metrics_config(args.num_real), extractor)
@@ -161,7 +170,7 @@ def main() -> None:
                **quality}  # fmt: skip
         if args.metrics:
             row["protocol"] = card_for(
-                module, metrics, OmegaConf.to_container(cfg), args.num_samples, args.seed, None,
+                module, metrics, OmegaConf.to_container(cfg), args.num_samples, args.seed, module.guidance_scale,
                 str(args.ckpt.resolve()),
             )  # fmt: skip
         rows.append(row)
