@@ -76,7 +76,7 @@ train reflow_logit_normal formulation=flow data=reflow_pairs data.path="$RUNS/pa
 study reflow_logit_normal "$RUNS/reflow_logit_normal/checkpoints/last.ckpt"
 names+=(reflow_logit_normal)
 "$PY" experiments/formulations/real_reference.py --ckpt "$RUNS/vp/checkpoints/last.ckpt" --data-root "$ROOT" \
-  --split val --num 500 > "$OUT/real_reference.json"
+  --split val --num 500 | sed -n '/^{/,$p' > "$OUT/real_reference.json"   # the JSON, without the progress line
 studies=()
 for name in "${names[@]}"; do studies+=("$name=$OUT/results_$name.json"); done
 for metric in fid digits_confident_share; do
