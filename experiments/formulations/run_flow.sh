@@ -21,11 +21,8 @@ RUNS=${RUNS:-outputs/flow}
 read -ra RECIPE <<<"${RECIPE-experiment=small_default}"
 read -ra TRAIN_ARGS <<<"${TRAIN_ARGS:-}"
 read -ra STUDY_ARGS <<<"${STUDY_ARGS:-}"
-declare -A OVERRIDES=(
-  [vp]="" [edm]="formulation=edm"
-  [flow_uniform]="formulation=flow formulation.time_distribution=uniform"
-  [flow_logit_normal]="formulation=flow" [flow_logit_normal_ot]="formulation=flow formulation.coupling=ot"
-)
+# shellcheck source=experiments/formulations/models.sh
+source "$(dirname "$0")/models.sh"   # OVERRIDES: the five models
 # The same configurations for every model (each reseeds with --seed): Euler (= DDIM) and the
 # 2nd-order flow steps at the configs' shifts (0.3, 0.5), even in t (shift 1) and at SD3's shift 3,
 # DPM-Solver++(2M) on log-SNR spacing, and the stochastic samplers (DDPM 100 as `ddpm_fast`, the

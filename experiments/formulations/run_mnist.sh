@@ -26,11 +26,8 @@ read -ra TRAIN_ARGS <<<"${TRAIN_ARGS:-}"
 read -ra STUDY_ARGS <<<"${STUDY_ARGS:-}"
 # The training runs' own final evaluation is cut to 200 samples: the cells below score them.
 RECIPE=(experiment=mnist_fast callbacks.progress_bar=null eval.num_samples=200)
-declare -A OVERRIDES=(
-  [vp]="" [edm]="formulation=edm"
-  [flow_uniform]="formulation=flow formulation.time_distribution=uniform"
-  [flow_logit_normal]="formulation=flow" [flow_logit_normal_ot]="formulation=flow formulation.coupling=ot"
-)
+# shellcheck source=experiments/formulations/models.sh
+source "$(dirname "$0")/models.sh"   # OVERRIDES: the five models
 # The same configurations for every model: DDPM 50 (mnist_fast's sampler until 2026-12-03, the
 # reference of issue 23's target), DPM-Solver++(2M) at 4-20 steps (mnist_fast's sampler now: 20),
 # the flow ODE's Euler and midpoint steps (on VP and EDM through the flow conversion), even in t and
