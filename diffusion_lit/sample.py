@@ -1,8 +1,8 @@
 """Sample from a trained checkpoint: ``python -m diffusion_lit.sample ckpt=PATH num_samples=64 out=grid.png``.
 
 The checkpoint's ``state_dict`` holds the EMA weights (see callbacks/ema.py) and its config
-rebuilds the network and schedule; the sampler comes from this command's ``sampler`` group
-(``sampler.steps=100`` respaces the chain).
+rebuilds the network and schedule; the sampler is the checkpoint's own unless ``sampler=<name>``
+is given (``sampler.steps=20`` alone changes that option of the checkpoint's sampler).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from diffusion_lit.runs.sampling import sample
 from diffusion_lit.utils.errors import report_user_errors
-from diffusion_lit.utils.overrides import null_groups_removed
+from diffusion_lit.utils.overrides import null_groups_removed, options_of_checkpoint_group
 from diffusion_lit.utils.paths import CONFIG_DIR
 
 
@@ -25,4 +25,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv = null_groups_removed(sys.argv, CONFIG_DIR)  # logger=null: no logger (Hydra's ~logger)
+    sys.argv = options_of_checkpoint_group(sys.argv, "sampler")  # sampler.steps=20: the checkpoint's sampler
     main()

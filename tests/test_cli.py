@@ -98,15 +98,15 @@ def test_sample_reads_checkpoint_and_writes_grid_and_tensors(trained_run, tmp_pa
 
 
 def test_evaluate_and_edit_change_the_checkpoints_sampler_without_naming_one(trained_run, tmp_path):
-    """``sampler.steps=3`` without ``sampler=<name>``: the checkpoint's sampler (ddpm_fast) with 3
-    steps; a bad option of it stops before any sampling."""
+    """``sampler.steps=3`` without ``sampler=<name>``: the checkpoint's sampler (the default flow's
+    flow_sde) with 3 steps; a bad option of it stops before any sampling."""
     ckpt = f"ckpt={trained_run[0] / 'checkpoints' / 'last.ckpt'}"
     out = tmp_path / "scores.json"
     common = ["metrics=triangles", "num_samples=4", "num_real=8", "sample_batch_size=4"]
     run_cli("diffusion_lit.evaluate", ckpt, *common, "sampler.steps=3", f"out={out}", cwd=tmp_path)
     scores = json.loads(out.read_text())
     assert scores["network_calls"] == 3 and scores["protocol"]["sampler_options"]["steps"] == 3
-    assert scores["protocol"]["sampler"] == "ddpm_sample"  # the checkpoint's (ddpm_fast), not a new one
+    assert scores["protocol"]["sampler"] == "flow_sde_sample"  # the checkpoint's, not a new one
     # edit takes the same path (its entry point rewrites the same overrides); a bad option stops it.
     assert options_of_checkpoint_group(["edit", "task=forward", "sampler.steps=0"], "sampler")[2] == "+sampler.steps=0"
     with pytest.raises(UserError, match="sampler.steps must be an integer >= 1"):
@@ -117,8 +117,9 @@ def test_evaluate_and_edit_change_the_checkpoints_sampler_without_naming_one(tra
     ]  # fmt: skip
 
 
-def test_sigma_samplers_run_on_a_vp_checkpoint(trained_run):
-    """Old (VP) checkpoints take the new samplers: the model is wrapped as a denoiser in sigma."""
+def test_sigma_samplers_run_on_the_default_checkpoint(trained_run):
+    """The default (flow) checkpoint takes the samplers in sigma: the model is wrapped as a
+    denoiser in sigma (VP checkpoints too: tests/test_sampler_accuracy.py)."""
     ckpt = trained_run[0] / "checkpoints" / "last.ckpt"
     for name in ("heun", "euler_ancestral", "dpmpp_3m_sde"):
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -171,6 +172,13 @@ def test_flow_trains_with_ot_evaluates_with_flow_samplers_and_reflows(tmp_path):
     assert figure is not None
     bound = variational_bound(module.eps_fn(), module.schedule, (samples * 127.5).round() / 127.5, timesteps=3)
     assert all(math.isfinite(value) and value > 0 for value in bound.bits_per_dim().values())
+    out = tmp_path / "ode_nll.json"  # the probability-flow likelihood through the evaluate command
+    run_cli("diffusion_lit.evaluate", f"ckpt={ckpt}", "metrics=nll", "nll.method=ode", "nll.rtol=1e-3", "nll.atol=1e-3",
+            "num_images=4", "batch_size=4", f"out={out}", cwd=tmp_path)  # fmt: skip
+    ode = json.loads(out.read_text())
+    assert ode["nll_num_images"] == 4 and ode["nll_velocity_evaluations"] > 0 and ode["hutchinson_std_bpd"] >= 0
+    assert ode["nll_bpd"] == pytest.approx(ode["prior_bpd"] + ode["flow_bpd"] + ode["dequantization_bpd"])
+    assert "Hutchinson, 2 Rademacher probes" in ode["nll_protocol"]["trace_estimator"]
     run_cli("diffusion_lit.reflow", f"ckpt={ckpt}", "num_pairs=24", "batch_size=8", "sampler.steps=2",
             "out=pairs.pt", cwd=tmp_path)  # fmt: skip
     pairs = torch.load(tmp_path / "pairs.pt", weights_only=True)

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from diffusion_lit.runs.config_checks import check_train_config
+from diffusion_lit.runs.config_checks import check_formulation_sampler, check_train_config
 from diffusion_lit.runs.config_schema import EditConfig, EvaluateConfig, SampleConfig, check_config_types
 from diffusion_lit.runs.jobs import run_job
 from diffusion_lit.runs.training import train
@@ -52,7 +52,7 @@ def test_every_shipped_config_passes_the_schema():
 # is experiments/wrong_inputs (docs/wrong_inputs.md).
 WRONG_TRAINING_INPUTS = [
     ("trainer.max_epochs=abc", "trainer.max_epochs='abc' is not valid: Value 'abc' of type 'str' could not be"),
-    ("+sampler.etaa=0.5", "sampler.etaa is not an option of ddpm_sample"),
+    ("+sampler.etaa=0.5", "sampler.etaa is not an option of flow_sde_sample. Did you mean sampler.eta?"),
     ("+trainer.max_epoch=3", "Did you mean trainer.max_epochs?"),
     ("+foo=1", "foo is not an option of this command's config"),
     ("model.num_classes=two", "model.num_classes='two' is not valid"),
@@ -62,11 +62,11 @@ WRONG_TRAINING_INPUTS = [
     ("data.batch_size=1.5", "data.batch_size=1.5 is not valid"),
     ("model.net.base_channels=wide", "model.net.base_channels='wide' is not valid"),
     ("eval.num_samples=many", "eval.num_samples='many' is not valid"),
-    ("sampler.spacing=log", "sampler.spacing must be one of ['time', 'logsnr', 'karras']"),
+    ("sampler=ddpm_fast sampler.spacing=log", "sampler.spacing must be one of ['time', 'logsnr', 'karras']"),
     ("sampler=ddim sampler.eta=2", "sampler.eta must lie in [0, 1]"),
     ("sampler.steps=0", "sampler.steps must be an integer >= 1"),
     ("schedule.num_timesteps=0", "schedule.num_timesteps must be an integer >= 1"),
-    ("schedule.max_beta=1.5", "max_beta must lie in (0, 1), got 1.5"),
+    ("formulation=vp schedule.max_beta=1.5", "max_beta must lie in (0, 1), got 1.5"),
     ("data.image_size=15", "image_size=15"),
     ("optimizer.lr=-1", "optimizer: Invalid learning rate: -1"),
     ("trainer.devices=0", "trainer: `Trainer(devices=0)` value is not a valid input"),
@@ -212,3 +212,12 @@ def test_random_overrides_that_pass_the_checks_train(tmp_path):
 @pytest.mark.slow
 def test_many_random_overrides_that_pass_the_checks_train(tmp_path):
     assert _train_what_passes(tmp_path, range(1000, 1400), runs=25) == 25
+
+
+def test_the_default_flow_says_what_a_vp_schedule_given_alone_does(capsys):
+    """formulation=flow is the default: `schedule=cosine` alone does not make a DDPM, and the run says
+    so (only then: the flow's own table and formulation=vp are silent)."""
+    for overrides, noted in ((["schedule=cosine"], True), ([], False), (["formulation=vp", "schedule=cosine"], False)):
+        check_formulation_sampler(compose_train("model=tiny", *overrides))
+        out = capsys.readouterr().out
+        assert ("For a DDPM on this schedule add formulation=vp" in out) == noted, (overrides, out)

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from torch import nn
 
 from diffusion_lit.data.pairs import PAIRS_TARGET, PairsDataModule, reference_data_config
@@ -238,6 +239,26 @@ def test_a_reflow_batch_uses_its_own_noise(tmp_path):
             check_deterministic(sampler)
     sampler.s_churn = 0.0
     check_deterministic(sampler)  # Heun without churn is an ODE solver
+
+
+def test_reflow_pairs_build_the_network_for_their_own_size(tmp_path):
+    """data=reflow_pairs leaves data.image_size null: the U-Net is built for the file's size (MNIST
+    pairs are 28 px where the default data is 32), and a size given that differs is refused."""
+    source = {"_target_": "diffusion_lit.data.triangles.TrianglesDataModule"}
+    pairs = {"format": 1, "images": torch.zeros(4, 1, 12, 12), "noise": torch.zeros(4, 1, 12, 12), "labels": None,
+             "num_classes": 0, "source_data": source}  # fmt: skip
+    torch.save(pairs, tmp_path / "pairs.pt")
+    for size in (None, 16):
+        overrides = ["model=tiny", "data=reflow_pairs", f"data.path={tmp_path / 'pairs.pt'}"]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="train", overrides=overrides + ([f"data.image_size={size}"] if size else []))
+        datamodule = instantiate(cfg.data)
+        if size is None:
+            module = build_module(cfg, (1, datamodule.image_size, datamodule.image_size))
+            assert module.net.image_size == 12 and module.image_shape == (1, 12, 12)
+        else:
+            with pytest.raises(UserError, match="set data.image_size=12"):
+                _ = datamodule.image_size
 
 
 def test_a_reflow_model_is_compared_with_its_teachers_real_data(tmp_path):

@@ -92,7 +92,7 @@ def _module(prediction: str, num_classes: int = 3):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(
             config_name="train",
-            overrides=["model=tiny", "data.image_size=8", f"model.num_classes={num_classes}",
+            overrides=["model=tiny", "formulation=vp", "data.image_size=8", f"model.num_classes={num_classes}",
                        f"model.prediction={prediction}", "schedule.num_timesteps=50"],
         )  # fmt: skip
     module = build_module(cfg, (1, 8, 8))

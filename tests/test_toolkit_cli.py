@@ -15,12 +15,12 @@ from tests.conftest import run_cli
 
 @pytest.fixture(scope="module")
 def conditional_run(tmp_path_factory, mnist_root):
-    """A smoke run of a class-conditional v-prediction model on MNIST (the stand-in digits if the
+    """A smoke run of a class-conditional v-prediction VP model on MNIST (the stand-in digits if the
     real files are absent)."""
     workdir = tmp_path_factory.mktemp("conditional")
     root = mnist_root
     run_cli(
-        "diffusion_lit.train", "model=tiny", "debug=smoke", "data=mnist", f"data.root={root}",
+        "diffusion_lit.train", "model=tiny", "debug=smoke", "data=mnist", f"data.root={root}", "formulation=vp",
         "data.num_val_samples=32", "model.num_classes=10", "model.prediction=v", "model.weighting=min_snr",
         "model.loss=huber", "hydra.run.dir=run", cwd=workdir,
     )  # fmt: skip

@@ -47,6 +47,8 @@ def build_module(
     model = cfg.model
     # .get defaults: configs stored in checkpoints written before these options existed.
     net_options = {"num_classes": model.num_classes} if model.get("num_classes", 0) else {}
+    if "image_size" in model.net and model.net.image_size is None:  # data.image_size=null: the data's own size
+        net_options["image_size"] = image_shape[-1]
     net = instantiate(model.net, in_channels=image_shape[0], **net_options)
     formulation = instantiate(cfg.formulation) if cfg.get("formulation") else None
     module_class = CountDiffusionModule if is_count_formulation(formulation) else DiffusionModule
@@ -84,9 +86,9 @@ def sampler_config(stored: DictConfig | dict, override: DictConfig | dict | None
 
 
 def count_model_sampler(cfg: DictConfig, sampler: DictConfig | dict, path: Path) -> DictConfig | dict:
-    """A count model (formulation=blackout) samples with its count sampler: the Gaussian sampler
-    of a command's default (``sample``'s ddpm) is replaced by the checkpoint's own, keeping its
-    ``steps`` if set; other checkpoints' samplers are returned as they are (a count sampler for
+    """A count model (formulation=blackout) samples with its count sampler: a Gaussian sampler
+    named for it (``sampler=ddpm``) is replaced by the checkpoint's own, keeping its ``steps`` if
+    set; other checkpoints' samplers are returned as they are (a count sampler for
     a Gaussian model is a UserError)."""
     formulation = instantiate(cfg.formulation) if cfg.get("formulation") else None
     if "_target_" not in sampler:

@@ -51,19 +51,31 @@ def nll_protocol_card(
     variance: str,
     seed: int,
     checkpoint: str | None = None,
+    ode: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A JSON-serialisable description of one likelihood evaluation (``evaluate metrics=nll``):
-    which real images (split, count), which bound (every one of the T terms, or an unbiased estimate
-    from K random timesteps per image, seeded), with which reverse variance."""
-    estimator = "all terms" if timesteps is None else f"{timesteps} uniform random timesteps per image (unbiased)"
+    which real images (split, count), and either which bound (every one of the T terms, or an
+    unbiased estimate from K random timesteps per image, seeded) with which reverse variance, or
+    with ``ode`` (the nll options: trace, probes, rtol, atol) the probability-flow ODE's."""
+    if ode is not None:
+        method = {
+            "metric": "bits per dimension of the probability-flow ODE likelihood of uniformly dequantized images",
+            "trace_estimator": "exact" if ode["trace"] == "exact" else f"Hutchinson, {ode['probes']} Rademacher probes",
+            "solver": f"scipy RK45, rtol {ode['rtol']:g}, atol {ode['atol']:g}",
+        }
+    else:
+        estimator = "all terms" if timesteps is None else f"{timesteps} uniform random timesteps per image (unbiased)"
+        method = {
+            "metric": "bits per dimension of the discrete variational bound",
+            "timestep_estimator": estimator,
+            "reverse_variance": variance,
+        }
     return {
         **_model_fields(run_config, image_shape, checkpoint),
-        "metric": "bits per dimension of the discrete variational bound",
+        **method,
         "schedule_timesteps": num_timesteps,
         "split": split,
         "num_images": num_images,
-        "timestep_estimator": estimator,
-        "reverse_variance": variance,
         "seed": seed,
         **_environment_fields(),
     }

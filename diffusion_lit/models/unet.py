@@ -218,7 +218,9 @@ class UNet(nn.Module):
         out_channels: Output channels; defaults to ``in_channels`` (noise prediction).
         image_size: Height/width of the training images. Must be divisible by
             ``2 ** (len(channel_mults) - 1)``; it also fixes which feature resolution
-            each level has (``image_size / 2**level``) for ``attention_resolutions``.
+            each level has (``image_size / 2**level``) for ``attention_resolutions``. None in a
+            config (``data.image_size=null``: the data's own size) is filled in by
+            :func:`~diffusion_lit.lit.build.build_module` from the data.
         base_channels: Channels of the first level.
         channel_mults: Channel multiplier per resolution level; its length is the number
             of levels (``len - 1`` downsamplings).
@@ -252,7 +254,7 @@ class UNet(nn.Module):
         self,
         in_channels: int = 1,
         out_channels: int | None = None,
-        image_size: int = 32,
+        image_size: int | None = 32,
         base_channels: int = 64,
         channel_mults: Sequence[int] = (1, 2, 2),
         num_res_blocks: int = 2,
@@ -265,6 +267,8 @@ class UNet(nn.Module):
         class_embed_init: Literal["zeros", "normal"] = "zeros",
     ) -> None:
         super().__init__()
+        if image_size is None:
+            raise UserError("the U-Net needs image_size: set data.image_size (or build the module with build_module)")
         if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 0:
             raise UserError(f"model.num_classes must be an integer >= 0 (0 = unconditional), got {num_classes!r}")
         # Hydra passes ListConfig; normalise to plain tuples of ints.

@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -30,6 +31,7 @@ from diffusion_lit.lit.build import build_module, initialise_from
 from diffusion_lit.lit.precision import AUTO
 from diffusion_lit.lit.sample_metrics import SAMPLE_METRICS, check_extractor_weights, check_metric_names, extractor_of
 from diffusion_lit.runs.config_schema import check_config_types
+from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError, find_user_error
 
 # The sections every training run uses (the others can be removed with <group>=null).
@@ -203,7 +205,24 @@ def check_formulation_sampler(cfg: DictConfig) -> None:
             "choose a Gaussian sampler (e.g. sampler=ddpm_fast) for this formulation."
         )
     else:
-        check_sampler(sampler, NoiseSchedule(instantiate(cfg.schedule)))
+        schedule = NoiseSchedule(instantiate(cfg.schedule))
+        check_sampler(sampler, schedule)
+        if getattr(formulation, "name", None) == "flow" and not schedule.continuous:
+            # The default formulation is the flow: a VP schedule chosen alone does not make a DDPM.
+            console.print(
+                "note: formulation=flow (the default formulation) trains on continuous times; "
+                f"schedule={schedule_name(cfg)} only gives its samplers the levels to step on (the flow samplers move "
+                "to the nearest one). "
+                "For a DDPM on this schedule add formulation=vp.",
+                highlight=False,
+            )
+
+
+def schedule_name(cfg: DictConfig) -> str:
+    """The schedule group's option in this run (its betas function when not composed by Hydra)."""
+    if HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("schedule"):
+        return str(HydraConfig.get().runtime.choices["schedule"])
+    return str(cfg.schedule.get("_target_", "?")).rsplit(".", 1)[-1]
 
 
 def check_model(cfg: DictConfig) -> None:

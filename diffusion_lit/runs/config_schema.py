@@ -138,8 +138,13 @@ class ReflowConfig:
 
 @dataclass
 class NllOptions:
+    method: Literal["bound", "ode"] = "bound"
     timesteps: int | None = None
     variance: Literal["beta", "beta_tilde"] = "beta"
+    trace: Literal["hutchinson", "exact"] = "hutchinson"
+    probes: int = 2
+    rtol: float = 1.0e-5
+    atol: float = 1.0e-5
 
 
 @dataclass

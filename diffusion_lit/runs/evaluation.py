@@ -2,9 +2,12 @@
 
 Metrics (``metrics=`` one name or a list):
 
-* ``nll``: the variational bound on the negative log-likelihood of real images (``split``,
-  ``num_images``) in bits per dimension, with its prior, diffusion and decoder terms.
-  Class-conditional models are evaluated given each image's label (guidance scale 1).
+* ``nll``: the negative log-likelihood of real images (``split``, ``num_images``) in bits per
+  dimension. ``nll.method=bound``: the variational bound, with its prior, diffusion and decoder
+  terms; ``nll.method=ode``: the probability-flow ODE's likelihood of the dequantized images by
+  Hutchinson's trace estimator (flow and EDM checkpoints; its variance is reported,
+  :mod:`diffusion_lit.diffusion.ode_likelihood`). Class-conditional models are evaluated given
+  each image's label (guidance scale 1).
 * ``fid``, ``kid``, ``precision_recall``: ``num_samples`` generated images against
   ``num_real`` real images of ``reference_split``, in the feature space of ``extractor``
   (``inception`` or ``domain``; see :mod:`diffusion_lit.metrics.features`). Real features are
@@ -38,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 from diffusion_lit.diffusion.likelihood import variational_bound
+from diffusion_lit.diffusion.ode_likelihood import OdeLikelihood, probability_flow_nll
 from diffusion_lit.lit.build import attach_guide, data_module_for, load_checkpoint, sampler_config
 from diffusion_lit.lit.count_module import CountDiffusionModule
 from diffusion_lit.lit.module import DiffusionModule
@@ -62,11 +66,16 @@ COUNT_BOUND_LEVELS = 100
 
 
 def evaluate_nll(module: DiffusionModule, datamodule: Any, cfg: DictConfig) -> dict[str, Any]:
-    """Bits per dimension of the variational bound, averaged over the evaluated images: a
-    Gaussian model's discrete-time bound (its decoder on the data's grid), or a count model's
-    continuous-time bound on the counts (:func:`~diffusion_lit.diffusion.counts.count_bound`)."""
+    """Bits per dimension, averaged over the evaluated images: of the variational bound (a
+    Gaussian model's discrete-time bound with its decoder on the data's grid, or a count model's
+    continuous-time bound on the counts, :func:`~diffusion_lit.diffusion.counts.count_bound`), or
+    with ``nll.method=ode`` of the probability-flow ODE on dequantized images."""
+    method = cfg.nll.method
+    if method == "ode" and isinstance(module, CountDiffusionModule):
+        raise UserError("nll.method=ode is for Gaussian formulations (flow, edm); count models have nll.method=bound.")
     generator = torch.Generator(device=module.device).manual_seed(cfg.seed)
     totals: dict[str, float] = {}
+    ode_parts: list[OdeLikelihood] = []  # per image, joined at the end (standard errors do not average)
     count, started = 0, time.perf_counter()
     # Count images (data.counts) sit on a grid of count_max + 1 levels, not the 8-bit one.
     counts = getattr(datamodule, "photon_counts", None)
@@ -79,20 +88,32 @@ def evaluate_nll(module: DiffusionModule, datamodule: Any, cfg: DictConfig) -> d
             terms = module.variational_bound(images, conditioning, cfg.nll.timesteps or COUNT_BOUND_LEVELS, generator)
         else:
             model_fn = module.eps_fn(labels.to(module.device), guidance_scale=1.0) if conditional else module.eps_fn()
-            terms = variational_bound(
-                model_fn, module.schedule, images, timesteps=cfg.nll.timesteps, variance=cfg.nll.variance,
-                generator=generator, bins=bins,
-            )  # fmt: skip
-        for name, value in terms.bits_per_dim().items():
-            totals[name] = totals.get(name, 0.0) + value * images.shape[0]
+            if method == "ode":
+                ode_parts.append(probability_flow_nll(
+                    model_fn, module.schedule, images, trace=cfg.nll.trace, probes=cfg.nll.probes, rtol=cfg.nll.rtol,
+                    atol=cfg.nll.atol, bins=bins, generator=generator,
+                ))  # fmt: skip
+            else:
+                terms = variational_bound(
+                    model_fn, module.schedule, images, timesteps=cfg.nll.timesteps, variance=cfg.nll.variance,
+                    generator=generator, bins=bins,
+                )  # fmt: skip
+        if method != "ode":
+            for name, value in terms.bits_per_dim().items():
+                totals[name] = totals.get(name, 0.0) + value * images.shape[0]
         count += images.shape[0]
         console.print(f"nll: {count} images, {time.perf_counter() - started:.0f} s", highlight=False)
     results: dict[str, Any] = {name: value / count for name, value in totals.items()}
+    if ode_parts:
+        joined = OdeLikelihood.joined(ode_parts)
+        results.update(joined.bits_per_dim())
+        results["nll_velocity_evaluations"] = joined.velocity_evaluations
     results["nll_num_images"] = count
     results["nll_protocol"] = nll_protocol_card(
         run_config=module.run_config, image_shape=module.image_shape, num_timesteps=module.schedule.num_timesteps,
         split=cfg.split, num_images=count, timesteps=cfg.nll.timesteps, variance=cfg.nll.variance, seed=cfg.seed,
         checkpoint=str(Path(cfg.ckpt).resolve()),
+        ode=OmegaConf.to_container(cfg.nll) if method == "ode" else None,
     )  # fmt: skip
     return results
 

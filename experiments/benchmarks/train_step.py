@@ -15,7 +15,7 @@ Variants: ``fp32``, ``bf16`` (autocast, as ``trainer.precision=bf16-mixed``), wi
 (``formulation=flow``: rectified flow, logit-normal times, velocity target) or ``flow_ot+`` (the
 flow with ``formulation.coupling=ot``: exact minibatch OT pairing every step) or ``blackout+``
 (``formulation=blackout data.counts.lambda=20``: the count process's binomial thinning and
-Poisson-Bregman loss) in front.
+Poisson-Bregman loss) in front; without one of these, VP's step (``formulation=vp``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def build(model: str, channels: int, image_size: int, variant: str = "fp32"):
         options.append("formulation.coupling=ot")
     if "blackout" in parts:  # the batch's images read as counts of a 20-photon grid
         options += ["formulation=blackout", "data.counts.lambda=20"]
+    if not {"edm", "flow", "flow_ot", "blackout"} & set(parts):
+        options.append("formulation=vp")  # the plain variants are VP's step (the default is the flow)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={model}", f"data.image_size={image_size}", *options])
     torch.manual_seed(0)

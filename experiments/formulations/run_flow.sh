@@ -7,10 +7,13 @@
 # budget: table and figure into experiments/formulations/flow/.
 #   experiments/formulations/run_flow.sh               # everything, in turn (skips what is there)
 #   experiments/formulations/run_flow.sh model NAME    # one model: train it, then its sampler cells
+#   experiments/formulations/run_flow.sh reflow        # the reflow of flow_logit_normal (trained if missing), its cells
 # NAME: vp edm flow_uniform flow_logit_normal flow_logit_normal_ot. TRAIN_ARGS (extra train
 # overrides, e.g. trainer=gpu) and STUDY_ARGS (extra compare.py options, e.g. --device cuda) carry
 # over to every step; checkpoints given as VP=... EDM=... (env) are not retrained. RECIPE (words,
-# default experiment=small_default) is the training recipe every model shares.
+# default experiment=small_default) is the training recipe every model shares. The reflow: REFLOW_PAIRS
+# (default 5000) pairs drawn with REFLOW_ARGS (reflow overrides; default: its sampler, flow_midpoint 10
+# at shift 0.5), then REFLOW_EPOCHS (default 4) epochs from the teacher's weights.
 # About 30 min per training run, 5 min per model's sampler study on the 2-core development machine.
 set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
@@ -58,17 +61,25 @@ model() {  # name: train it (unless VP / EDM name a checkpoint), then its sample
   [[ -f "$ckpt" ]] || train "$name" ${OVERRIDES[$name]}
   study "$name" "$ckpt" "${extra[@]}"
 }
+reflow() {  # the reflow of the logit-normal flow: pairs, training from its weights, sampler cells
+  local teacher=$RUNS/flow_logit_normal/checkpoints/last.ckpt
+  read -ra reflow_args <<<"${REFLOW_ARGS:-}"
+  [[ -f "$teacher" ]] || model flow_logit_normal
+  [[ -f "$RUNS/pairs_logit_normal.pt" ]] || "$PY" -m diffusion_lit.reflow ckpt="$teacher" \
+    num_pairs="${REFLOW_PAIRS:-5000}" "${reflow_args[@]}" out="$RUNS/pairs_logit_normal.pt"
+  train reflow_logit_normal formulation=flow data=reflow_pairs data.path="$RUNS/pairs_logit_normal.pt" \
+    init_weights="$teacher" trainer.max_epochs="${REFLOW_EPOCHS:-4}"
+  study reflow_logit_normal "$RUNS/reflow_logit_normal/checkpoints/last.ckpt" flow_euler:100 flow_adaptive
+}
 if (($#)); then
-  [[ $1 == model && $# == 2 ]] || { echo "usage: $0 [model NAME]" >&2; exit 2; }
-  model "$2"
+  if [[ $1 == model && $# == 2 ]]; then model "$2"
+  elif [[ $1 == reflow && $# == 1 ]]; then reflow
+  else echo "usage: $0 [model NAME | reflow]" >&2; exit 2
+  fi
   exit
 fi
 for name in vp edm flow_uniform flow_logit_normal flow_logit_normal_ot; do model "$name"; done
-LN=$RUNS/flow_logit_normal/checkpoints/last.ckpt
-[[ -f "$RUNS/pairs_logit_normal.pt" ]] || "$PY" -m diffusion_lit.reflow ckpt="$LN" num_pairs=5000 out="$RUNS/pairs_logit_normal.pt"
-train reflow_logit_normal formulation=flow data=reflow_pairs data.path="$RUNS/pairs_logit_normal.pt" init_weights="$LN" \
-  trainer.max_epochs=4
-study reflow_logit_normal "$RUNS/reflow_logit_normal/checkpoints/last.ckpt" flow_euler:100 flow_adaptive
+reflow
 # VP and EDM also with issue 23's study of the same checkpoints (19-1000 calls, same protocol).
 "$PY" experiments/formulations/best_per_budget.py --out "$OUT" \
   --studies vp="$RUNS/study_vp+experiments/formulations/results_vp.json" \
