@@ -42,7 +42,7 @@ CASES = [
     ("train", "+foo=1", "a key no config has"),
     ("train", "sampler=ddim sampler.eta=2", "DDIM eta outside [0, 1] (first used by the first sample grid)"),
     ("train", "sampler.steps=0", "a sampler without steps"),
-    ("train", "sampler.spacing=log", "a spacing that does not exist"),
+    ("train", "sampler=ddpm_fast sampler.spacing=log", "a spacing that does not exist"),
     ("train", "+sampler.etaa=0.5", "a misspelt sampler option"),
     ("train", "sampler=heunn", "a sampler that does not exist"),
     ("train", "model=huge", "a model preset that does not exist"),
