@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# VP (today's default) against EDM at the `make train` budget (triangles, 10,000 images, 16
+# VP (the default until 2026-12-05) against EDM at the `make train` budget (triangles, 10,000 images, 16
 # epochs), each with the samplers at 19-1000 network calls (256 samples per cell, seed 1234):
 # table and figure into experiments/formulations/. About 25 min per training run and 30 min per
 # sampler study on the 2-core development machine.

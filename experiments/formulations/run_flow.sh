@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 27's formulation study on triangles at the `make train` budget (10,000 images, 16 epochs):
-# VP (today's default), EDM, rectified flow with uniform and logit-normal training times, logit-normal
+# VP (the default until 2026-12-05), EDM, rectified flow with uniform and logit-normal training times, logit-normal
 # with minibatch OT, and one reflow of the logit-normal flow (5,000 pairs by flow_midpoint 10 steps,
 # then 4 epochs from its weights: 19,000 more images). Each model with the same sampler
 # configurations at 1-100 network calls (256 samples per cell, seed 1234), then the best per
