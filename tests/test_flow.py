@@ -15,7 +15,7 @@ from torch import nn
 from diffusion_lit.data.pairs import PAIRS_TARGET, PairsDataModule, reference_data_config
 from diffusion_lit.data.triangles import TrianglesDataModule
 from diffusion_lit.diffusion.coupling import couple, ot_permutation
-from diffusion_lit.diffusion.flow_samplers import _FlowTime, flow_adaptive_sample, flow_sample, flow_sde_sample, shifted
+from diffusion_lit.diffusion.flow_samplers import FlowTime, flow_adaptive_sample, flow_sample, flow_sde_sample, shifted
 from diffusion_lit.diffusion.formulations import Flow
 from diffusion_lit.diffusion.mixture import GaussianMixture
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, flow_betas
@@ -138,7 +138,7 @@ def test_the_mixture_velocity_agrees_with_its_eps_through_the_samplers_conversio
     samplers' v from the VP eps of the same mixture at the same level (fractional ones too)."""
     mixture = GaussianMixture.narrow(dim=4)
     x = torch.randn((6, 1, 2, 2), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    path = _FlowTime(mixture.model_fn(FLOW_TABLE), FLOW_TABLE, x, clip_x0=False, edit=None)
+    path = FlowTime(mixture.model_fn(FLOW_TABLE), FLOW_TABLE, x, clip_x0=False, edit=None)
     for level in (10.0, 333.3, 700.0, 990.0):
         t = path.time(level)
         velocity, _ = path.velocity(x, level)
@@ -166,7 +166,7 @@ def test_an_euler_step_in_flow_time_is_a_ddim_step():
     noise = torch.randn((8, 1, 2, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     recorded = []
     flow_sample(mixture.model_fn(schedule), schedule, noise, steps=3, callback=recorded.append, clip_x0=False)
-    path = _FlowTime(mixture.model_fn(schedule), schedule, noise, clip_x0=False, edit=None)
+    path = FlowTime(mixture.model_fn(schedule), schedule, noise, clip_x0=False, edit=None)
     top, second = path.grid(3, 1.0)[:2]
     eps = mixture.model_fn(schedule)(noise, torch.full((8,), top))
     alpha_bar_t, alpha_bar_s = schedule.alphas_bar.double()[top], schedule.alphas_bar.double()[second]
@@ -178,7 +178,7 @@ def test_an_euler_step_in_flow_time_is_a_ddim_step():
 def test_the_shift_is_sd3s_and_grids_descend():
     u = torch.linspace(0, 1, 11).numpy()
     assert shifted(u, 3.0)[5] == pytest.approx(0.75) and shifted(u, 1.0)[5] == pytest.approx(0.5)
-    path = _FlowTime(lambda x, t: x, FLOW_TABLE, torch.zeros(1, 1, 2, 2), clip_x0=False, edit=None)
+    path = FlowTime(lambda x, t: x, FLOW_TABLE, torch.zeros(1, 1, 2, 2), clip_x0=False, edit=None)
     for shift in (0.3, 1.0, 3.0):
         levels = path.grid(12, shift)
         assert len(levels) == 12 and all(a > b for a, b in itertools.pairwise(levels))

@@ -52,7 +52,7 @@ def _check_number(key: str, value: object, low: float, strict: bool = True) -> f
     return float(value)
 
 
-class _FlowTime:
+class FlowTime:
     """Flow times as levels of a schedule, and the velocity of the model at them."""
 
     def __init__(
@@ -158,7 +158,7 @@ def flow_sample(
     """
     check_choice("sampler.method", method, FLOW_METHODS)
     check_single_step(edit, f"flow ({method})")
-    path = _FlowTime(model_fn, schedule, noise, clip_x0, edit)
+    path = FlowTime(model_fn, schedule, noise, clip_x0, edit)
 
     def step(x: torch.Tensor, level: float | int, next_level: float | int | None) -> tuple[torch.Tensor, torch.Tensor]:
         t = path.time(level)
@@ -206,7 +206,7 @@ def flow_sde_sample(
     """
     eta = _check_number("eta", eta, 0.0, strict=False)
     check_single_step(edit, "flow_sde")
-    path = _FlowTime(model_fn, schedule, noise, clip_x0, edit)
+    path = FlowTime(model_fn, schedule, noise, clip_x0, edit)
 
     def step(x: torch.Tensor, level: float | int, next_level: float | int | None) -> tuple[torch.Tensor, torch.Tensor]:
         v, x0 = path.velocity(x, level)
@@ -250,7 +250,7 @@ def flow_adaptive_sample(
             "flow_adaptive needs a schedule even in log sigma (formulation=flow or edm), without editing hooks; "
             "on this checkpoint use sampler=flow_heun or dpm_solver."
         )
-    path = _FlowTime(model_fn, schedule, noise, clip_x0, edit)
+    path = FlowTime(model_fn, schedule, noise, clip_x0, edit)
     t_top, t_low = path.time(path.top), path.time(0)
     shape, calls = noise.shape, [0]
 
@@ -272,7 +272,7 @@ def flow_adaptive_sample(
 
 
 def _march(
-    path: _FlowTime,
+    path: FlowTime,
     noise: torch.Tensor,
     steps: int | None,
     shift: float,

@@ -1,6 +1,7 @@
 """The exact log-likelihood of a model's probability-flow ODE (Chen et al. 2018; Song et al. 2021,
 appendix D.2), written in flow time as the samplers of :mod:`diffusion_lit.diffusion.flow_samplers`
-are: x = (1 - t) x_0 + t eps, dx/dt = v(x, t), with v from the model's eps at the level of noise
+are, with their conversion (:class:`~diffusion_lit.diffusion.flow_samplers.FlowTime`, unclipped):
+x = (1 - t) x_0 + t eps, dx/dt = v(x, t), with v from the model's eps at the level of noise
 sigma = t / (1 - t),
 
     x_vp = x / sqrt((1 - t)^2 + t^2),   eps = model_fn(x_vp, level),   v = (eps - x) / (1 - t).
@@ -45,6 +46,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
+from diffusion_lit.diffusion.flow_samplers import FlowTime
 from diffusion_lit.diffusion.samplers import ModelFn
 from diffusion_lit.diffusion.schedules import NoiseSchedule
 from diffusion_lit.utils.errors import UserError, check_choice
@@ -167,15 +169,9 @@ def probability_flow_nll(
     else:
         probe_vectors = []
 
-    sigmas = schedule.sigmas.double()
-    t_low, t_top = float(sigmas[0] / (1 + sigmas[0])), float(sigmas[-1] / (1 + sigmas[-1]))
+    path = FlowTime(model_fn, schedule, x, clip_x0=False, edit=None)  # the samplers' conversion to v
+    t_low, t_top = path.time(0), path.time(path.top)
     evaluations = [0]
-
-    def velocity(t: float, state: torch.Tensor) -> torch.Tensor:
-        level = schedule.index_of_sigma(t / (1.0 - t))
-        levels = torch.full((batch,), level, device=device, dtype=torch.float32)
-        eps = model_fn(state / math.hypot(1.0 - t, t), levels).to(dtype)
-        return (eps - state) / (1.0 - t)
 
     def divergence(v: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """(num_probes, B): z^T (dv/dx) z per probe, or the exact trace."""
@@ -196,7 +192,7 @@ def probability_flow_nll(
         evaluations[0] += 1
         with torch.enable_grad():
             state = torch.from_numpy(flat[: batch * num_dims]).reshape(shape).to(device, dtype).requires_grad_(True)
-            v = velocity(t, state)
+            v, _ = path.velocity(state, path.level(t))
             div = divergence(v, state)
         return np.concatenate([v.detach().double().cpu().numpy().ravel(), div.detach().double().cpu().numpy().ravel()])
 

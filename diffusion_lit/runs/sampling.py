@@ -40,9 +40,8 @@ def sample(cfg: DictConfig) -> Path:
     if cfg.save_tensors and Path(cfg.save_tensors).suffix not in TENSOR_SUFFIXES:
         raise UserError(f"save_tensors must end in one of {TENSOR_SUFFIXES}, got {cfg.save_tensors!r}.")
     device = resolve_device(cfg.device)
-    module = load_checkpoint(cfg.ckpt, sampler=cfg.get("sampler"), sample_precision=cfg.get("sample_precision")).to(
-        device
-    )
+    module = load_checkpoint(cfg.ckpt, sampler=cfg.get("sampler"), sample_precision=cfg.get("sample_precision"))
+    module = module.to(device)
     attach_guide(module, cfg.get("guide_ckpt"), cfg.get("guide_scale", 2.0))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     labels = sample_labels(cfg.get("labels"), cfg.num_samples, module.num_classes)
