@@ -308,3 +308,22 @@ def test_the_flow_sde_without_noise_is_the_euler_ode_and_with_noise_keeps_the_ma
     torch.testing.assert_close(still, euler)
     noisy = flow_sde_sample(model_fn, FLOW_TABLE, noise, steps=20, generator=torch.Generator().manual_seed(1))
     assert not torch.allclose(noisy, euler)
+
+
+def test_a_large_eta_at_few_steps_stays_stable():
+    """The Euler-Maruyama step removes h eta eps_hat; capped at the next level's noise (h eta <= s)
+    it no longer overshoots when h (1 + eta) passes t: at 10 steps and eta = 5 the uncapped step
+    drew the mixture's modes 6-13x too wide. Now they come out as at eta = 1; the step count that
+    needs no cap (100 steps, eta <= 1 on an even grid) is unchanged."""
+    mixture = GaussianMixture.narrow(dim=16)
+    model_fn = mixture.model_fn(FLOW_TABLE)
+
+    def std_ratios(steps: int, eta: float) -> list[float]:
+        generator = torch.Generator().manual_seed(0)
+        noise = torch.randn((2000, 1, 4, 4), generator=generator)
+        samples = flow_sde_sample(model_fn, FLOW_TABLE, noise, steps=steps, eta=eta, generator=generator)
+        return mixture.assess(samples)["std_ratio"]
+
+    few_steps_eta_one = std_ratios(10, 1.0)
+    assert max(abs(a - b) for a, b in zip(std_ratios(10, 5.0), few_steps_eta_one, strict=True)) < 0.05
+    assert all(0.95 <= ratio <= 1.05 for ratio in std_ratios(100, 1.0))

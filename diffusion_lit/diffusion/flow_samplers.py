@@ -203,6 +203,15 @@ def flow_sde_sample(
 
     noise that fades towards the data (w -> 0 as t -> 0); ``eta = 0`` is the Euler ODE step.
     The last step, to t = 0, returns x0_hat.
+
+    The step removes ``h eta eps_hat`` of noise; where that is more than the next level holds
+    (h eta > s, large eta on a coarse grid) Euler-Maruyama overshoots and the samples blow up
+    (eta = 3 at 10 steps: mixture modes 2-2.4x too wide, triangles 0.03 valid). So each step uses
+    churn = min(eta, s / h): the cap never acts for eta <= 1 on an even grid, and at 10 steps any
+    eta samples like eta = 1. Raising eta re-noises more per step, as the churn of Karras et al.
+    2022 does, which corrects the learned velocity's errors on the way down: at 100 steps on four
+    narrow U-Nets' triangles eta = 3 gave 0.957 valid on average against eta = 1's 0.940
+    (experiments/default_run/README.md), with the mixture's std ratios within 6% of exact.
     """
     eta = _check_number("eta", eta, 0.0, strict=False)
     check_single_step(edit, "flow_sde")
@@ -212,10 +221,11 @@ def flow_sde_sample(
         v, x0 = path.velocity(x, level)
         if next_level is None:
             return x0, x0
-        t = path.time(level)
-        h = t - path.time(next_level)
+        t, s = path.time(level), path.time(next_level)
+        h = t - s
+        churn = min(eta, s / h)  # never remove more noise than the next level holds
         eps = x0 + v
-        return x - h * v - h * eta * eps + math.sqrt(2.0 * eta * t * h) * randn_like(x, generator), x0
+        return x - h * v - h * churn * eps + math.sqrt(2.0 * churn * t * h) * randn_like(x, generator), x0
 
     return _march(path, noise, steps, shift, step, callback)
 

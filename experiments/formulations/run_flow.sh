@@ -37,7 +37,7 @@ FEW=(flow_euler:1 flow_euler:2 flow_euler:4 flow_euler:8 flow_euler:16 flow_eule
      flow_euler:2,shift=3.0 flow_euler:4,shift=3.0 flow_euler:8,shift=3.0 flow_euler:16,shift=3.0
      flow_midpoint:1,shift=1.0 flow_midpoint:2,shift=1.0 flow_midpoint:4,shift=1.0 flow_midpoint:8,shift=1.0
      flow_midpoint:1,shift=3.0 flow_midpoint:2,shift=3.0 flow_midpoint:4,shift=3.0
-     ddpm:100,spacing=logsnr flow_sde:4 flow_sde:8 flow_sde:16 flow_sde:35 flow_sde:100
+     ddpm:100,spacing=logsnr flow_sde:4,eta=1.0 flow_sde:8,eta=1.0 flow_sde:16,eta=1.0 flow_sde:35,eta=1.0 flow_sde:100,eta=1.0
      dpm_solver_sde:8 dpm_solver_sde:16 dpm_solver_sde:20)
 train() {  # name, overrides...: trains into $RUNS/<name> unless its checkpoint is there
   local name=$1; shift

@@ -35,7 +35,7 @@ source "$(dirname "$0")/models.sh"   # OVERRIDES: the five models
 CONFIGS=(
   ddpm:50,spacing=time dpm_solver:20 flow_euler:1 flow_euler:2 flow_euler:4 flow_euler:8 flow_euler:16
   flow_euler:4,shift=3.0 flow_midpoint:2 flow_midpoint:4 dpm_solver:4 dpm_solver:8 dpm_solver:16
-  dpm_solver_sde:8 dpm_solver_sde:16 flow_sde:8 flow_sde:16
+  dpm_solver_sde:8 dpm_solver_sde:16 flow_sde:8,eta=1.0 flow_sde:16,eta=1.0
 )
 train() {  # name, overrides...: trains into $RUNS/<name> unless its checkpoint is there
   local name=$1; shift
