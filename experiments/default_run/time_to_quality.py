@@ -21,6 +21,8 @@ def rows(runs: Path) -> list[dict]:
     table = []
     for results_path in sorted(runs.glob("*/results.json")):
         run = results_path.parent
+        if not (run / ".hydra" / "config.yaml").exists():
+            continue  # not a training run (e.g. a compare.py --out beside the runs)
         results = json.loads(results_path.read_text())
         overrides_path = run / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []

@@ -20,7 +20,8 @@ PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-experiments/formulations/flow}
 RUNS=${RUNS:-outputs/flow}
 # The `make train` recipe of 2026-12-04, which the tables of that day were measured with
-# (conf/experiment/small_default.yaml); RECIPE="" trains on today's defaults (narrow U-Net, 20 epochs).
+# (conf/experiment/small_default.yaml); RECIPE="trainer.max_epochs=20" trains on
+# the narrow U-Net at the 20 epochs that were the default until 2026-12-07 (RECIPE="": today's 14).
 read -ra RECIPE <<<"${RECIPE-experiment=small_default}"
 read -ra TRAIN_ARGS <<<"${TRAIN_ARGS:-}"
 read -ra STUDY_ARGS <<<"${STUDY_ARGS:-}"
