@@ -313,8 +313,8 @@ def test_the_flow_sde_without_noise_is_the_euler_ode_and_with_noise_keeps_the_ma
 def test_a_large_eta_at_few_steps_stays_stable():
     """The Euler-Maruyama step removes h eta eps_hat; capped at the next level's noise (h eta <= s)
     it no longer overshoots when h (1 + eta) passes t: at 10 steps and eta = 5 the uncapped step
-    drew the mixture's modes 6-13x too wide. Now they come out as at eta = 1; the step count that
-    needs no cap (100 steps, eta <= 1 on an even grid) is unchanged."""
+    drew the mixture's modes 6-13x too wide. Now they come out as at eta = 1; where the cap does not
+    act (100 steps, eta = 1 on an even grid) the modes keep their width."""
     mixture = GaussianMixture.narrow(dim=16)
     model_fn = mixture.model_fn(FLOW_TABLE)
 

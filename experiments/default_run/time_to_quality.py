@@ -21,12 +21,13 @@ def rows(runs: Path) -> list[dict]:
     table = []
     for results_path in sorted(runs.glob("*/results.json")):
         run = results_path.parent
-        if not (run / ".hydra" / "config.yaml").exists():
+        config_path = run / ".hydra" / "config.yaml"
+        if not config_path.exists():
             continue  # not a training run (e.g. a compare.py --out beside the runs)
         results = json.loads(results_path.read_text())
         overrides_path = run / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
-        config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        config = yaml.safe_load(config_path.read_text())
         overrides = [o for o in overrides if not o.startswith(("hydra.", "callbacks.progress_bar"))]
         validity, n = results.get("triangle_validity"), results.get("eval_num_samples") or 0
         table.append({
