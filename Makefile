@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 # glibc's malloc returns big activation buffers to the OS every step; keeping them mapped made
 # the 7M-param `base` U-Net 1.24x faster at fp32 here (no change for `small`): see
-# experiments/benchmarks/README.md.
+# experiments/benchmarks/README.md. The commands set the same through mallopt when these are unset
+# (diffusion_lit/utils/allocator.py); here they also cover the tests, which run in pytest's process.
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 

@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from diffusion_lit.runs.reflow import draw_pairs
+from diffusion_lit.utils.allocator import keep_freed_memory
 from diffusion_lit.utils.errors import report_user_errors
 from diffusion_lit.utils.overrides import null_groups_removed
 from diffusion_lit.utils.paths import CONFIG_DIR
@@ -23,5 +24,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as `make` runs it: freed activation buffers stay mapped (utils/allocator.py)
     sys.argv = null_groups_removed(sys.argv, CONFIG_DIR)
     main()

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from diffusion_lit.runs.jobs import run_job
 from diffusion_lit.runs.training import train
+from diffusion_lit.utils.allocator import keep_freed_memory
 from diffusion_lit.utils.overrides import null_groups_removed
 from diffusion_lit.utils.paths import CONFIG_DIR
 
@@ -24,5 +25,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as `make` runs it: freed activation buffers stay mapped (utils/allocator.py)
     sys.argv = null_groups_removed(sys.argv, CONFIG_DIR)  # logger=null: no logger (Hydra's ~logger)
     main()

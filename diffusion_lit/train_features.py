@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from diffusion_lit.lit.classifier import ClassifierModule
 from diffusion_lit.metrics.features import domain_checkpoint_path
+from diffusion_lit.utils.allocator import keep_freed_memory
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.errors import UserError, report_user_errors
 from diffusion_lit.utils.files import atomic_write
@@ -55,5 +56,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as `make` runs it: freed activation buffers stay mapped (utils/allocator.py)
     sys.argv = null_groups_removed(sys.argv, CONFIG_DIR)  # logger=null: no logger (Hydra's ~logger)
     main()

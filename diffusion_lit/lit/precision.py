@@ -16,6 +16,13 @@ training run with ``auto`` times a few training steps of its own network in both
 (:func:`bf16_speedup`, a few seconds) and keeps bf16 only when it is at least
 ``BF16_MIN_SPEEDUP`` times faster. A resumed run keeps what its checkpoint recorded
 (:func:`diffusion_lit.runs.training.precision_of_resumed_run`), so that it goes on as it began.
+
+The measurement is only as fair as the process's C allocator: with glibc's default malloc the first
+fp32 steps of a process pay page faults that bf16's half-size activations largely escape, and the
+default narrow U-Net's step read 1.13-1.20x faster under bf16 on an AVX-512 BF16 EPYC (six fresh
+processes) where a whole epoch ran 1.00-1.04x faster, so it trained in bf16 when started with
+``python -m`` and in fp32 under ``make``. The commands now set the allocator as ``make`` does
+(:mod:`diffusion_lit.utils.allocator`): 0.97-1.05x there, fp32 either way.
 """
 
 from __future__ import annotations
