@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import open_dict
 
 from diffusion_lit.lit.build import load_checkpoint
+from diffusion_lit.runs import training
 from diffusion_lit.runs.jobs import run_job
 from diffusion_lit.runs.training import train
 from diffusion_lit.utils.errors import UserError
@@ -65,6 +66,28 @@ def test_options_used_late_in_a_run_are_checked_before_the_data_is_loaded(tmp_pa
         )
     with pytest.raises(UserError, match=re.escape(message)):
         train(cfg)
+
+
+@pytest.mark.parametrize("folder", ["undecodable", "missing"])
+def test_a_data_error_stops_the_run_before_the_model_is_built_or_timed(tmp_path, monkeypatch, folder):
+    """A folder of files that are not images, or none at all: the error comes from the data, before
+    the costly steps of a run (its model, the bf16 measurement of precision=auto, the trainer)."""
+    images = tmp_path / folder
+    if folder == "undecodable":
+        images.mkdir()
+        for index in range(4):
+            (images / f"image{index}.png").write_bytes(b"not an image")
+    built = []
+    monkeypatch.setattr(training, "build_module", lambda *args, **kwargs: built.append(args))
+    monkeypatch.setattr(training, "measured_bf16_speedup", lambda *args, **kwargs: built.append(args))
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=["data=folder", f"data.path={images}", "trainer.precision=auto", f"paths.output_dir={tmp_path}"],
+        )
+    with pytest.raises(UserError, match="is a usable image" if folder == "undecodable" else "does not exist"):
+        train(cfg)
+    assert built == []
 
 
 def test_a_user_error_inside_the_run_is_recorded_too(tmp_path, capsys):
