@@ -122,6 +122,26 @@ def test_training_time_densities():
         Flow(mode_scale=3.0)
 
 
+def test_the_u_shaped_density_is_lee_et_al_s_cosh():
+    """p(t) proportional to cosh(a (t - 1/2)): its CDF (1 + sinh(a (t - 1/2)) / sinh(a / 2)) / 2, so its
+    ends are about cosh(a / 2) = 3.8 times as dense as its middle."""
+    a = 4.0
+    flow = Flow(time_distribution="u_shaped", u_shape=a)
+    times = flow.draw_levels(None, 200_000, torch.device("cpu"), torch.Generator().manual_seed(0))
+
+    def cdf(t: float) -> float:
+        return (1 + math.sinh(a * (t - 0.5)) / math.sinh(a / 2)) / 2
+
+    for t0 in (0.05, 0.3, 0.5, 0.9):
+        assert (times <= t0).double().mean().item() == pytest.approx(cdf(t0), abs=0.004)
+    end = ((times < 0.02) | (times > 0.98)).double().mean().item()
+    middle = ((times > 0.48) & (times < 0.52)).double().mean().item()
+    expected = 2 * cdf(0.02) / (cdf(0.52) - cdf(0.48))
+    assert end / middle == pytest.approx(expected, rel=0.08) and expected > 3.5
+    with pytest.raises(UserError, match="u_shape"):
+        Flow(time_distribution="u_shaped", u_shape=0.0)
+
+
 def test_min_snr_weight_is_the_x0_loss_weight_carried_to_the_velocity():
     """At fixed x_t, x0_hat = x_t - t v_hat, so ||v err||^2 = ||x0 err||^2 / t^2: the velocity weight
     min(SNR, gamma) t^2 is the x0-loss weight min(SNR, gamma) (Hang et al. 2023)."""

@@ -181,8 +181,8 @@ class EDM:
         return sigma / total * x - self.sigma_data * total.rsqrt() * output
 
 
-# The flow's training-time densities on (0, 1) (Esser et al. 2024, sec. 3.1).
-TimeDistribution = Literal["uniform", "logit_normal", "mode"]
+# The flow's training-time densities on (0, 1) (Esser et al. 2024, sec. 3.1; u_shaped: Lee et al. 2024).
+TimeDistribution = Literal["uniform", "logit_normal", "mode", "u_shaped"]
 TIME_DISTRIBUTIONS: tuple[str, ...] = get_args(TimeDistribution)
 FlowWeighting = Literal["uniform", "min_snr"]
 # The flow's net sees 1000 t: the span of the VP nets' timestep indices (module docstring).
@@ -201,7 +201,11 @@ class Flow:
     Args:
         time_distribution: training times t in (0, 1): ``uniform``; ``logit_normal``,
             t = sigmoid(loc + scale n) (SD3's best, loc 0 and scale 1); ``mode``, SD3's eq. 20
-            t = 1 - u - mode_scale (cos^2(pi u / 2) - 1 + u), u ~ U(0, 1) (SD3: 1.29).
+            t = 1 - u - mode_scale (cos^2(pi u / 2) - 1 + u), u ~ U(0, 1) (SD3: 1.29); ``u_shaped``,
+            density proportional to cosh(u_shape (t - 1/2)), heavier at both ends (Lee et al. 2024,
+            "Improving the Training of Rectified Flows", a = 4 for the reflow: the ends are where
+            one- and two-call sampling evaluates the net), drawn by inverting its CDF
+            F(t) = (1 + sinh(a (t - 1/2)) / sinh(a / 2)) / 2.
         weighting: ``uniform`` (plain velocity MSE), or ``min_snr``: Min-SNR-gamma (Hang et al.
             2023) carried to the velocity loss. ||v - v_hat||^2 = ||x_0 - x0_hat||^2 / t^2 =
             (1 + sqrt(SNR))^2 ||x_0 - x0_hat||^2 with SNR = ((1 - t) / t)^2, so the x0-loss weight
@@ -214,6 +218,7 @@ class Flow:
     loc: float = 0.0
     scale: float = 1.0
     mode_scale: float = 1.29
+    u_shape: float = 4.0
     weighting: FlowWeighting = "uniform"
     min_snr_gamma: float = 5.0
     coupling: Coupling = "independent"
@@ -231,6 +236,10 @@ class Flow:
                 f"formulation.mode_scale must lie in [-1, {2.0 / (math.pi - 2.0):.3f}] (SD3: 1.29), "
                 f"got {self.mode_scale!r}."
             )
+        if not self.u_shape > 0:
+            raise UserError(
+                f"formulation.u_shape must be > 0 (the cosh density's a; Lee et al.: 4), got {self.u_shape}."
+            )
         if not self.min_snr_gamma > 0:
             raise UserError(f"formulation.min_snr_gamma must be > 0 (paper: 5), got {self.min_snr_gamma!r}.")
 
@@ -244,6 +253,9 @@ class Flow:
         u = torch.rand(batch, device=device, generator=generator)
         if self.time_distribution == "mode":
             u = 1.0 - u - self.mode_scale * (torch.cos(math.pi / 2.0 * u) ** 2 - 1.0 + u)
+        elif self.time_distribution == "u_shaped":
+            half = self.u_shape / 2.0
+            u = 0.5 + torch.asinh((2.0 * u - 1.0) * math.sinh(half)) / self.u_shape
         # Keep t off the two ends, where x_t is exactly data or noise and min-SNR divides by t.
         return u.clamp(1e-5, 1.0 - 1e-5)
 

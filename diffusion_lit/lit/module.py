@@ -22,14 +22,34 @@ from diffusion_lit.lit.base import LrDecay, TrainingModule, check_lr_decay
 from diffusion_lit.lit.precision import SAMPLE_PRECISIONS, SamplePrecision, sample_in_bf16
 from diffusion_lit.utils.errors import UserError, check_choice
 
-# Element-wise loss between the network output and its target: MSE is Ho et al.'s L_simple,
-# L1 the cat slides' choice (seed 002), Huber (delta 1) quadratic near 0 and linear in the tails.
+# The loss of each sample, between the network output and its target (B, ...) -> (B,).
+# Element-wise ones are averaged over the sample: MSE is Ho et al.'s L_simple, L1 the cat slides'
+# choice (seed 002), Huber (delta 1) quadratic near 0 and linear in the tails.
+PSEUDO_HUBER_C = 0.00054
+
+
+def _mean_over_sample(
+    elementwise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda output, target: elementwise(output, target).flatten(1).mean(dim=1)
+
+
+def pseudo_huber(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """sqrt(||e||^2 + c^2) - c on each sample's whole error vector e, with c = 0.00054 sqrt(d) for d
+    dimensions (Song & Dhariwal 2023, consistency training; Lee et al. 2024 for rectified flows),
+    divided by sqrt(d): sqrt(mean(e^2) + 0.00054^2) - 0.00054. About the error's RMS wherever it is
+    well above c, so a sample's pull does not grow with the square of its error as under MSE."""
+    mean_square = (output - target).square().flatten(1).mean(dim=1)
+    return torch.sqrt(mean_square + PSEUDO_HUBER_C**2) - PSEUDO_HUBER_C
+
+
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mse": lambda output, target: F.mse_loss(output, target, reduction="none"),
-    "l1": lambda output, target: F.l1_loss(output, target, reduction="none"),
-    "huber": lambda output, target: F.huber_loss(output, target, reduction="none", delta=1.0),
+    "mse": _mean_over_sample(lambda output, target: F.mse_loss(output, target, reduction="none")),
+    "l1": _mean_over_sample(lambda output, target: F.l1_loss(output, target, reduction="none")),
+    "huber": _mean_over_sample(lambda output, target: F.huber_loss(output, target, reduction="none", delta=1.0)),
+    "pseudo_huber": pseudo_huber,
 }
-Loss = Literal["mse", "l1", "huber"]
+Loss = Literal["mse", "l1", "huber", "pseudo_huber"]
 Weighting = Literal["uniform", "min_snr"]
 WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 # torch.compile wrappers by net, outside the module tree: state_dict, checkpoints and the EMA
@@ -73,7 +93,7 @@ class DiffusionModule(TrainingModule):
         image_shape: (C, H, W) of the images the net is trained on (and ``sample`` draws).
         prediction: the net's target, ``"eps"``, ``"x0"`` or ``"v"`` (see
             :mod:`diffusion_lit.diffusion.process`); samplers always receive eps.
-        loss: ``"mse"``, ``"l1"`` or ``"huber"`` between output and target.
+        loss: ``"mse"``, ``"l1"``, ``"huber"`` or ``"pseudo_huber"`` between output and target.
         weighting: ``"uniform"`` or ``"min_snr"`` (Min-SNR-gamma, Hang et al. 2023).
         min_snr_gamma: gamma of min-SNR weighting (paper: 5).
         cond_drop_prob: for a class-conditional net, the probability of replacing a label by
@@ -230,7 +250,7 @@ class DiffusionModule(TrainingModule):
         labels = self.dropped_labels(labels, generator)
         example = self.formulation.training_example(self.schedule, x0, levels, noise)
         output = self._net(example.net_input, example.net_time, labels)
-        per_sample = self.loss_fn(output.float(), example.target.float()).flatten(1).mean(dim=1)
+        per_sample = self.loss_fn(output.float(), example.target.float())
         if example.weight is not None:
             per_sample = per_sample * example.weight
         return per_sample.mean()

@@ -30,7 +30,7 @@ class ModelConfig:
     """``model``: the diffusion model around the net (conf/model/*.yaml, train.yaml)."""
 
     prediction: Literal["eps", "x0", "v"] = "eps"
-    loss: Literal["mse", "l1", "huber"] = "mse"
+    loss: Literal["mse", "l1", "huber", "pseudo_huber"] = "mse"
     weighting: Literal["uniform", "min_snr"] = "uniform"
     min_snr_gamma: float = 5.0
     num_classes: int = 0
