@@ -77,6 +77,12 @@ def test_checkpoint_holds_ema_weights_and_config(trained_run):
     assert "current_model_state" in checkpoint
     ema, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
     assert any(not torch.equal(ema[key], raw[key]) for key in ema if key.startswith("net."))
+    # what load_checkpoint gives for each
+    for weights, expected in (("ema", ema), ("raw", raw)):
+        loaded = load_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights=weights).state_dict()
+        assert all(torch.equal(loaded[key], expected[key]) for key in expected)
+    with pytest.raises(UserError, match="weights"):
+        load_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights="average")
 
 
 def test_sample_reads_checkpoint_and_writes_grid_and_tensors(trained_run, tmp_path):

@@ -20,7 +20,7 @@ from diffusion_lit.lit.denoiser import SingleStepDenoiser
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.utils.config_types import check_instantiated
 from diffusion_lit.utils.console import console
-from diffusion_lit.utils.errors import UserError
+from diffusion_lit.utils.errors import UserError, check_choice
 
 
 def build_module(
@@ -118,13 +118,16 @@ def load_checkpoint(
     map_location: str = "cpu",
     kind: type | None = DiffusionModule,
     sample_precision: str | None = None,
+    weights: str = "ema",
 ) -> DiffusionModule | SingleStepDenoiser:
     """Rebuild the module stored in a diffusion_lit checkpoint and load its (EMA) weights.
 
     ``sampler`` (see :func:`sampler_config`) and ``sample_precision``, when given, replace the
     sampler config and ``model.sample_precision`` saved with the checkpoint. ``kind`` is the
-    module class the caller can use (None: any).
+    module class the caller can use (None: any). ``weights="raw"`` loads the weights the optimizer
+    left instead of their EMA (a run without the EMA callback has only those: ``state_dict``).
     """
+    check_choice("weights", weights, ("ema", "raw"))
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}. Pass ckpt=<run dir>/checkpoints/last.ckpt of a training run.")
@@ -155,8 +158,12 @@ def load_checkpoint(
             f"{path} holds a single-step denoiser, which does not sample: use "
             f"`python -m diffusion_lit.edit task=denoiser ckpt={path}`."
         )
+    # The EMA callback saves the average as state_dict and the raw weights beside it (callbacks/ema.py).
+    state = checkpoint["state_dict"]
+    if weights == "raw":
+        state = checkpoint.get("current_model_state", state)
     try:
-        module.load_state_dict(checkpoint["state_dict"])
+        module.load_state_dict(state)
     except RuntimeError as error:
         raise UserError(f"checkpoint {path} does not match the network its config describes: {error}") from None
     module.checkpoint_path = str(Path(path).resolve())  # where it came from (protocol cards)

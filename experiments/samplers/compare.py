@@ -130,13 +130,17 @@ def main() -> None:
         help="classifier-free guidance of a class-conditional model (default: the checkpoint's model.guidance_scale; "
         "1 for a reflow of a guided model, whose pairs carry the guidance)",
     )  # fmt: skip
+    parser.add_argument(
+        "--weights", choices=("ema", "raw"), default="ema",
+        help="the checkpoint's EMA weights (what every command samples from) or the optimizer's raw ones beside them",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("experiments/samplers"))
     args = parser.parse_args()
     configs = [parse_config(text) for text in args.configs]
     check_metric_names(args.metrics, SAMPLE_METRICS)
 
     device = resolve_device(args.device)
-    module = load_checkpoint(args.ckpt).to(device)
+    module = load_checkpoint(args.ckpt, weights=args.weights).to(device)
     if args.guidance_scale is not None:
         if not module.num_classes:
             raise UserError(f"--guidance-scale needs a class-conditional model; {args.ckpt} is unconditional.")
@@ -161,7 +165,7 @@ def main() -> None:
         labels = module.default_labels(args.num_samples)  # what sample_in_batches asked a conditional model for
         quality = metrics(samples, labels) if args.metrics else datamodule.sample_metrics(samples)
         label = f"{name} {cfg.get('steps') or ('stride ' + str(cfg.stride) if name == 'strided' else 'all')}"
-        label += "".join(f", {option}" for option in options)
+        label += "".join(f", {option}" for option in options) + (", raw weights" if args.weights == "raw" else "")
         if "triangle_validity" in quality:  # binomial standard error of the share
             share = quality["triangle_validity"]
             quality["triangle_validity_se"] = (share * (1.0 - share) / args.num_samples) ** 0.5
