@@ -9,10 +9,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
+from diffusion_lit.data.pairs import PAIRS_FORMAT
 from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import REPO_ROOT, run_cli
 
@@ -24,6 +26,18 @@ def write_images(folder, count):
     rng = np.random.default_rng(0)
     for index in range(count):
         Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+
+
+def write_pairs(path, data_dir):
+    """A reflow pairs file as python -m diffusion_lit.reflow writes it (runs/reflow.py), at smoke size."""
+    source = {"_target_": "diffusion_lit.data.triangles.TrianglesDataModule", "data_dir": str(data_dir),
+              "num_images": 40, "image_size": 16, "variant": "aliased"}  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand((48, 1, 16, 16), generator=generator) * 2 - 1
+    noise = torch.randn((48, 1, 16, 16), generator=generator)
+    pairs = {"format": PAIRS_FORMAT, "images": images, "noise": noise, "labels": None, "num_classes": 0,
+             "source_data": source}  # fmt: skip
+    torch.save(pairs, path)
 
 
 def test_there_are_experiments_to_check():
@@ -38,8 +52,12 @@ def test_experiment_runs_a_smoke_step(name, mnist_root, tmp_path):
     data_dir.mkdir()
     (data_dir / "MNIST").symlink_to(mnist_root / "MNIST", target_is_directory=True)
     write_images(data_dir / "cats", count=24)  # the folder the cat experiment reads by default
+    pairs = []
+    if name.startswith("reflow"):  # the reflow experiments train on pairs drawn by diffusion_lit.reflow
+        write_pairs(tmp_path / "pairs.pt", data_dir)
+        pairs = [f"data.path={tmp_path / 'pairs.pt'}"]
     run_cli(
-        "diffusion_lit.train", f"experiment={name}", "debug=smoke", f"paths.data_dir={data_dir}",
+        "diffusion_lit.train", f"experiment={name}", "debug=smoke", f"paths.data_dir={data_dir}", *pairs,
         "eval.metrics=[]",  # the sample scores need a trained domain network (tested in test_evaluation_cli)
         "hydra.run.dir=run", cwd=tmp_path,
     )  # fmt: skip
