@@ -254,8 +254,7 @@ class Flow:
         if self.time_distribution == "mode":
             u = 1.0 - u - self.mode_scale * (torch.cos(math.pi / 2.0 * u) ** 2 - 1.0 + u)
         elif self.time_distribution == "u_shaped":
-            half = self.u_shape / 2.0
-            u = 0.5 + torch.asinh((2.0 * u - 1.0) * math.sinh(half)) / self.u_shape
+            u = 0.5 + torch.asinh((2.0 * u - 1.0) * math.sinh(self.u_shape / 2.0)) / self.u_shape
         # Keep t off the two ends, where x_t is exactly data or noise and min-SNR divides by t.
         return u.clamp(1e-5, 1.0 - 1e-5)
 

@@ -34,17 +34,19 @@ def _mean_over_sample(
     return lambda output, target: elementwise(output, target).flatten(1).mean(dim=1)
 
 
+mean_square_error = _mean_over_sample(lambda output, target: F.mse_loss(output, target, reduction="none"))
+
+
 def pseudo_huber(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """sqrt(||e||^2 + c^2) - c on each sample's whole error vector e, with c = 0.00054 sqrt(d) for d
     dimensions (Song & Dhariwal 2023, consistency training; Lee et al. 2024 for rectified flows),
     divided by sqrt(d): sqrt(mean(e^2) + 0.00054^2) - 0.00054. About the error's RMS wherever it is
     well above c, so a sample's pull does not grow with the square of its error as under MSE."""
-    mean_square = (output - target).square().flatten(1).mean(dim=1)
-    return torch.sqrt(mean_square + PSEUDO_HUBER_C**2) - PSEUDO_HUBER_C
+    return torch.sqrt(mean_square_error(output, target) + PSEUDO_HUBER_C**2) - PSEUDO_HUBER_C
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mse": _mean_over_sample(lambda output, target: F.mse_loss(output, target, reduction="none")),
+    "mse": mean_square_error,
     "l1": _mean_over_sample(lambda output, target: F.l1_loss(output, target, reduction="none")),
     "huber": _mean_over_sample(lambda output, target: F.huber_loss(output, target, reduction="none", delta=1.0)),
     "pseudo_huber": pseudo_huber,
