@@ -15,7 +15,14 @@ from torch import nn
 from diffusion_lit.data.pairs import PAIRS_TARGET, PairsDataModule, reference_data_config
 from diffusion_lit.data.triangles import TrianglesDataModule
 from diffusion_lit.diffusion.coupling import couple, ot_permutation
-from diffusion_lit.diffusion.flow_samplers import FlowTime, flow_adaptive_sample, flow_sample, flow_sde_sample, shifted
+from diffusion_lit.diffusion.flow_samplers import (
+    FlowTime,
+    flow_adaptive_sample,
+    flow_dpm_sde_sample,
+    flow_sample,
+    flow_sde_sample,
+    shifted,
+)
 from diffusion_lit.diffusion.formulations import Flow
 from diffusion_lit.diffusion.mixture import GaussianMixture
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, flow_betas
@@ -347,3 +354,93 @@ def test_a_large_eta_at_few_steps_stays_stable():
     few_steps_eta_one = std_ratios(10, 1.0)
     assert max(abs(a - b) for a, b in zip(std_ratios(10, 5.0), few_steps_eta_one, strict=True)) < 0.05
     assert all(0.95 <= ratio <= 1.05 for ratio in std_ratios(100, 1.0))
+
+
+def _gaussian(mean: float, std: float) -> GaussianMixture:
+    """N(mean, std^2 I) on 1 x 2 x 2 images as a one-mode mixture (std = 0: all data at one point)."""
+    return GaussianMixture(torch.full((1, 4), mean).double(), torch.tensor([std]).double(), torch.ones(1).double())
+
+
+def _states(sampler, model_fn, noise, steps, shift, **options) -> tuple[list[float], list[torch.Tensor]]:
+    """The flow times of a sampler's grid and its flow states after each step (from the VP x reported)."""
+    path = FlowTime(model_fn, FLOW_TABLE, noise, False, None)
+    times = [path.time(level) for level in path.grid(steps, shift)]
+    states: list[torch.Tensor] = []
+
+    def keep(step) -> None:
+        s = times[step.index + 1] if step.index + 1 < len(times) else 0.0
+        states.append(step.x * math.hypot(1.0 - s, s))
+
+    sampler(model_fn, FLOW_TABLE, noise, steps, callback=keep, shift=shift, **options)
+    return times, states
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_the_dpm_sde_step_is_the_exact_ornstein_uhlenbeck_step_of_the_noise(order):
+    """Data at one point m: x0_hat = m exactly, so every step must be exact. From x_t = (1 - t) m + t e
+    the step to s gives (1 - s) m + s e' with e' ~ N(0, I) and corr(e, e') = (s / t)^eta."""
+    mean, eta = 0.3, 2.0
+    model_fn = _gaussian(mean, 0.0).model_fn(FLOW_TABLE)
+    noise = torch.randn((4000, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    times, states = _states(
+        flow_dpm_sde_sample, model_fn, noise, 5, 1.0, eta=eta, order=order, clip_x0=False,
+        generator=torch.Generator().manual_seed(1),
+    )  # fmt: skip
+    noise_parts = [(x - (1 - t) * mean) / t for x, t in zip(states[:-1], times[1:], strict=True)]
+    for e in noise_parts:
+        assert e.mean().item() == pytest.approx(0.0, abs=0.02)
+        assert e.std().item() == pytest.approx(1.0, abs=0.02)
+    for (e, e_next), t, s in zip(itertools.pairwise(noise_parts), times[1:], times[2:], strict=False):
+        correlation = torch.corrcoef(torch.stack([e.flatten(), e_next.flatten()]))[0, 1].item()
+        assert correlation == pytest.approx((s / t) ** eta, abs=0.02)
+    assert torch.allclose(states[-1], torch.full_like(states[-1], mean))
+
+
+def test_the_dpm_sde_without_noise_at_first_order_is_the_euler_step():
+    mixture = GaussianMixture.narrow(dim=4)
+    noise = torch.randn((256, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    model_fn = mixture.model_fn(FLOW_TABLE)
+    euler = flow_sample(model_fn, FLOW_TABLE, noise, steps=12, clip_x0=False)
+    still = flow_dpm_sde_sample(model_fn, FLOW_TABLE, noise, steps=12, eta=0.0, order=1, shift=1.0, clip_x0=False)
+    torch.testing.assert_close(still, euler)
+
+
+def test_the_dpm_sde_without_noise_converges_at_its_order():
+    """Gaussian data N(m, d^2): the probability-flow ODE keeps (x - (1 - t) m) / sqrt((1 - t)^2 d^2 + t^2),
+    so its end is known in closed form. Doubling the steps divides order 1's error by 2 (1.97-1.99
+    measured) and order 2's (DPM-Solver++(2M)) by a ratio rising towards 4 (3.05 and 3.31 from 40 to
+    160 steps: its first step, a first-order one, is the longest in log-SNR)."""
+    mean, std = 0.3, 0.5
+    model_fn = _gaussian(mean, std).model_fn(FLOW_TABLE)
+    noise = torch.randn((512, 1, 2, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64).float()
+    path = FlowTime(model_fn, FLOW_TABLE, noise, False, None)
+    t_top, t_low = path.time(path.top), path.time(0)
+    standardized = (path.start(noise) - (1 - t_top) * mean) / math.hypot((1 - t_top) * std, t_top)
+    x_low = (1 - t_low) * mean + math.hypot((1 - t_low) * std, t_low) * standardized
+    exact = mean + (1 - t_low) * std**2 * (x_low - (1 - t_low) * mean) / ((1 - t_low) ** 2 * std**2 + t_low**2)
+
+    def error(steps: int, order: int) -> float:
+        sampled = flow_dpm_sde_sample(
+            model_fn, FLOW_TABLE, noise, steps, eta=0.0, order=order, shift=1.0, clip_x0=False
+        )
+        return (sampled - exact).abs().max().item()
+
+    first = [error(steps, 1) for steps in (40, 80, 160)]
+    second = [error(steps, 2) for steps in (40, 80, 160)]
+    assert all(1.8 < a / b < 2.2 for a, b in itertools.pairwise(first)), first
+    assert all(2.8 < a / b < 4.5 for a, b in itertools.pairwise(second)), second
+    assert second[-1] < first[-1] / 10
+
+
+def test_a_large_eta_dpm_sde_step_re_noises_fully():
+    """eta -> infinity keeps none of the old noise: x_s = (1 - s) x0_hat + s z, finite at any step size."""
+    model_fn = _gaussian(0.3, 0.0).model_fn(FLOW_TABLE)
+    noise = torch.randn((4000, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    times, states = _states(
+        flow_dpm_sde_sample, model_fn, noise, 3, 1.0, eta=1e6, clip_x0=False, generator=torch.Generator().manual_seed(1)
+    )
+    e_first = (states[0] - (1 - times[1]) * 0.3) / times[1]
+    correlation = torch.corrcoef(torch.stack([noise.flatten(), e_first.flatten()]))[0, 1].item()
+    assert abs(correlation) < 0.05 and e_first.std().item() == pytest.approx(1.0, abs=0.03)
+    with pytest.raises(UserError, match="sampler.order must be 1 or 2"):
+        flow_dpm_sde_sample(model_fn, FLOW_TABLE, noise, 3, order=3)
