@@ -267,8 +267,8 @@ def flow_dpm_sde_sample(
 
     The multistep correction also carries the noise injected since the step before (it is in
     x0_hat - x0_prev), and near the data, where the steps are long in lambda, that widens narrow
-    modes: on the mixture oracle at 20-100 steps the modes' std comes out 1.03-1.05x at eta = 1 and
-    1.07-1.17x at eta = 3-5 (`flow_sde`: within 1.07x), so the defaults (20 steps, shift 0.3, eta 1)
+    modes: on the mixture oracle at 20-100 steps the widest mode's std comes out 1.03-1.05x at eta = 1
+    and 1.09-1.17x at eta = 3-5 (`flow_sde`: at most 1.07x), so the defaults (20 steps, shift 0.3, eta 1)
     are the ones that keep them. At few calls on images more re-noising pays: on the triangles of
     the default run (14 epochs, three seeds) 10 calls at shift 1 and eta 5 sample about as well as
     `flow_sde` at 100 (experiments/formulations/README.md, issue 27).
