@@ -240,9 +240,10 @@ def flow_dpm_sde_sample(
     callback: SamplerCallback | None = None,
     *,
     edit: Edit | None = None,
-    eta: float = 1.0,
+    eta: float = 3.0,
     order: int = 2,
     shift: float = 0.3,
+    t_min: float = 0.1,
     clip_x0: bool = True,
 ) -> torch.Tensor:
     """The reverse SDE of :func:`flow_sde_sample` (diffusion w(t) = 2 eta t) solved as DPM-Solver++
@@ -265,17 +266,20 @@ def flow_dpm_sde_sample(
     linear in lambda through the previous step's estimate, x0_hat + (x0_hat - x0_prev) / (2 r) with
     r = h_prev / h, at one network call per step. The last step, to t = 0, returns x0_hat.
 
-    The multistep correction also carries the noise injected since the step before (it is in
+    Below flow time ``t_min`` the steps keep all their noise (eta = 0 there: deterministic
+    DPM-Solver++(2M)), as EDM confines its churn to sigma >= S_tmin (Karras et al. 2022). Why: the
+    multistep correction also carries the noise injected since the step before (it is in
     x0_hat - x0_prev), and near the data, where the steps are long in lambda, that widens narrow
-    modes: on the mixture oracle at 20-100 steps the widest mode's std comes out 1.03-1.05x at eta = 1
-    and 1.09-1.17x at eta = 3-5 (`flow_sde`: at most 1.07x), so the defaults (20 steps, shift 0.3, eta 1)
-    are the ones that keep them. At few calls on images more re-noising pays: on the triangles of
-    the default run (14 epochs, three seeds) 10 calls at shift 1 and eta 5 sample about as well as
-    `flow_sde` at 100 (experiments/formulations/README.md, issue 27).
+    modes. On the mixture oracle, at 20-100 steps and eta 3-5, the widest mode's std came out
+    1.09-1.17x with re-noising down to t = 0 and 0.99-1.02x with t_min = 0.1 (1.01-1.09x at 0.05).
+    At 10 steps even in t (shift 1) the last level is t = 0.1, so t_min = 0.1 leaves that grid as it
+    is: there, on the triangles of the default run (14 epochs, three seeds), eta 5 samples about as
+    well as `flow_sde` at 100 (experiments/formulations/README.md, issue 27).
     """
     eta = _check_number("eta", eta, 0.0, strict=False)
     if isinstance(order, bool) or order not in (1, 2):
         raise UserError(f"sampler.order must be 1 or 2, got {order!r}.")
+    t_min = _check_number("t_min", t_min, 0.0, strict=False)
     check_single_step(edit, "flow_dpm_sde")
     path = FlowTime(model_fn, schedule, noise, clip_x0, edit)
     previous: list[tuple[torch.Tensor, float]] = []  # (x0_hat, h) of the step before
@@ -291,7 +295,7 @@ def flow_dpm_sde_sample(
             x0_prev, h_prev = previous[0]
             held = x0 + (x0 - x0_prev) * (h / (2.0 * h_prev))
         previous[:] = [(x0, h)]
-        keep = (s / t) ** eta
+        keep = (s / t) ** eta if t > t_min else 1.0
         x_next = keep * (s / t) * x + (1.0 - s) * (1.0 - keep * math.exp(-h)) * held
         if keep < 1.0:
             x_next = x_next + s * math.sqrt(1.0 - keep * keep) * randn_like(x, generator)
