@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
-from diffusion_lit.data.pairs import PAIRS_FORMAT
+from diffusion_lit.data.pairs import pairs_record
 from diffusion_lit.utils.paths import CONFIG_DIR
 from tests.conftest import REPO_ROOT, run_cli
 
@@ -35,9 +35,7 @@ def write_pairs(path, data_dir):
     generator = torch.Generator().manual_seed(0)
     images = torch.rand((48, 1, 16, 16), generator=generator) * 2 - 1
     noise = torch.randn((48, 1, 16, 16), generator=generator)
-    pairs = {"format": PAIRS_FORMAT, "images": images, "noise": noise, "labels": None, "num_classes": 0,
-             "source_data": source}  # fmt: skip
-    torch.save(pairs, path)
+    torch.save(pairs_record(images, noise, None, 0, source), path)
 
 
 def test_there_are_experiments_to_check():

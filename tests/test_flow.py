@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
-from diffusion_lit.data.pairs import PAIRS_TARGET, PairsDataModule, reference_data_config
+from diffusion_lit.data.pairs import PAIRS_TARGET, PairsDataModule, pairs_record, reference_data_config
 from diffusion_lit.data.triangles import TrianglesDataModule
 from diffusion_lit.diffusion.coupling import couple, ot_permutation
 from diffusion_lit.diffusion.flow_samplers import (
@@ -249,9 +249,8 @@ def test_a_reflow_batch_uses_its_own_noise(tmp_path):
     module.formulation = Flow(coupling="ot")
     with pytest.raises(UserError, match="coupling=independent"):
         module.diffusion_loss(images, noise=noise)
-    pairs = {"format": 1, "images": images, "noise": noise, "labels": None, "num_classes": 0,
-             "source_data": {"_target_": "diffusion_lit.data.triangles.TrianglesDataModule"}}  # fmt: skip
-    torch.save(pairs, tmp_path / "pairs.pt")
+    source = {"_target_": "diffusion_lit.data.triangles.TrianglesDataModule"}
+    torch.save(pairs_record(images, noise, None, 0, source), tmp_path / "pairs.pt")
     datamodule = PairsDataModule(str(tmp_path / "pairs.pt"), val_fraction=0.25, batch_size=4)
     datamodule.setup()
     batch = next(iter(datamodule.train_dataloader()))
@@ -272,9 +271,9 @@ def test_reflow_pairs_build_the_network_for_their_own_size(tmp_path):
     """data=reflow_pairs leaves data.image_size null: the U-Net is built for the file's size (MNIST
     pairs are 28 px where the default data is 32), and a size given that differs is refused."""
     source = {"_target_": "diffusion_lit.data.triangles.TrianglesDataModule"}
-    pairs = {"format": 1, "images": torch.zeros(4, 1, 12, 12), "noise": torch.zeros(4, 1, 12, 12), "labels": None,
-             "num_classes": 0, "source_data": source}  # fmt: skip
-    torch.save(pairs, tmp_path / "pairs.pt")
+    torch.save(
+        pairs_record(torch.zeros(4, 1, 12, 12), torch.zeros(4, 1, 12, 12), None, 0, source), tmp_path / "pairs.pt"
+    )
     for size in (None, 16):
         overrides = ["model=tiny", "data=reflow_pairs", f"data.path={tmp_path / 'pairs.pt'}"]
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -294,7 +293,7 @@ def test_a_reflow_model_is_compared_with_its_teachers_real_data(tmp_path):
     triangles = {"_target_": "diffusion_lit.data.triangles.TrianglesDataModule", "data_dir": str(tmp_path),
                  "num_images": 40, "image_size": 8, "variant": "aliased", "seed": 3}  # fmt: skip
     images, noise = torch.zeros(4, 1, 8, 8), torch.zeros(4, 1, 8, 8)
-    first = {"format": 1, "images": images, "noise": noise, "labels": None, "num_classes": 0, "source_data": triangles}
+    first = pairs_record(images, noise, None, 0, triangles)
     torch.save(first, tmp_path / "first.pt")
     pairs_config = {"_target_": PAIRS_TARGET, "path": str(tmp_path / "first.pt")}
     torch.save({**first, "source_data": pairs_config}, tmp_path / "second.pt")  # pairs drawn by the reflow model

@@ -43,6 +43,22 @@ class PairsDataset(Dataset):
         return list(zip(self.images[index], self.labels[index], self.noise[index], strict=True))
 
 
+def pairs_record(
+    images: torch.Tensor,
+    noise: torch.Tensor,
+    labels: torch.Tensor | None,
+    num_classes: int,
+    source_data: Mapping[str, Any] | None,
+    **provenance: Any,
+) -> dict[str, Any]:
+    """The contents of a pairs file, as :func:`load_pairs` reads it: (N, C, H, W) images and the noise
+    each was drawn from, their labels (None for an unconditional model), the model's number of
+    classes and the data config it was trained on (the pairs' reference data), plus any provenance
+    (checkpoint, sampler, seed...)."""
+    return {"format": PAIRS_FORMAT, "images": images, "noise": noise, "labels": labels,
+            "num_classes": num_classes, "source_data": source_data, **provenance}  # fmt: skip
+
+
 def load_pairs(path: str | Path) -> dict[str, Any]:
     """The contents of a pairs file, checked; a clear error if it is missing or not one."""
     path = Path(path).expanduser()

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from diffusion_lit.data.pairs import PAIRS_FORMAT
+from diffusion_lit.data.pairs import pairs_record
 from diffusion_lit.lit.build import load_checkpoint
 from diffusion_lit.runs.config_schema import ReflowConfig, check_config_types
 from diffusion_lit.utils.console import console
@@ -80,18 +80,17 @@ def draw_pairs(cfg: DictConfig) -> Path:
         console.print(
             f"pairs {done + size}/{cfg.num_pairs} ({elapsed:.0f} s, about {left:.0f} s left)", highlight=False
         )
-    pairs = {
-        "format": PAIRS_FORMAT,
-        "images": torch.cat(images),
-        "noise": torch.cat(noises),
-        "labels": labels,
-        "num_classes": module.num_classes,
-        "source_checkpoint": str(Path(cfg.ckpt).resolve()),
-        "source_data": module.run_config.get("data"),
-        "sampler": OmegaConf.to_container(cfg.sampler, resolve=True),
-        "seed": cfg.seed,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    pairs = pairs_record(
+        torch.cat(images),
+        torch.cat(noises),
+        labels,
+        module.num_classes,
+        module.run_config.get("data"),
+        source_checkpoint=str(Path(cfg.ckpt).resolve()),
+        sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
+        seed=cfg.seed,
+        seconds=round(time.perf_counter() - started, 1),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out) as file:
         torch.save(pairs, file)
