@@ -46,6 +46,11 @@ def shifted(u: np.ndarray, shift: float) -> np.ndarray:
     return shift * u / (1.0 + (shift - 1.0) * u)
 
 
+def log_sigma(time: float) -> float:
+    """log sigma = log(t / (1 - t)) of flow time t: minus the half log-SNR lambda = log((1 - t) / t)."""
+    return math.log(time) - math.log1p(-time)
+
+
 def _check_number(key: str, value: object, low: float, strict: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > low if strict else value >= low):
         raise UserError(f"sampler.{key} must be a number {'>' if strict else '>='} {low:g}, got {value!r}.")
@@ -76,10 +81,10 @@ class FlowTime:
 
     def level(self, time: float) -> float | int:
         """The level of flow time ``time``: fractional on a continuous table, else the nearest one."""
-        log_sigma = math.log(time) - math.log1p(-time)
+        log_sigma_t = log_sigma(time)
         if self.continuous:
-            return float(np.clip(self.schedule.index_of_sigma(math.exp(log_sigma)), 0.0, self.top))
-        return int(min(np.abs(self.log_sigmas[: self.top + 1] - log_sigma).argmin(), self.top))
+            return float(np.clip(self.schedule.index_of_sigma(math.exp(log_sigma_t)), 0.0, self.top))
+        return int(min(np.abs(self.log_sigmas[: self.top + 1] - log_sigma_t).argmin(), self.top))
 
     def time(self, level: float | int) -> float:
         """The flow time t = sigma / (1 + sigma) of a level."""
@@ -289,7 +294,7 @@ def flow_dpm_sde_sample(
         if next_level is None:
             return x0, x0
         t, s = path.time(level), path.time(next_level)
-        h = math.log((1.0 - s) / s) - math.log((1.0 - t) / t)
+        h = log_sigma(t) - log_sigma(s)  # the step in lambda = -log sigma
         held = x0
         if order == 2 and previous:
             x0_prev, h_prev = previous[0]
