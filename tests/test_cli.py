@@ -14,6 +14,7 @@ from diffusion_lit.diffusion.likelihood import variational_bound
 from diffusion_lit.editing.tasks import sdedit_task
 from diffusion_lit.lit.build import load_checkpoint
 from diffusion_lit.plot_schedules import schedule_options
+from diffusion_lit.runs.reflow import draw_pairs
 from diffusion_lit.runs.report import draw_run_losses, logged_curve
 from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.images import plt
@@ -192,6 +193,20 @@ def test_flow_trains_with_ot_evaluates_with_flow_samplers_and_reflows(tmp_path):
     run_cli("diffusion_lit.train", *SMOKE, "formulation=flow", "data=reflow_pairs", "data.path=pairs.pt",
             f"init_weights={ckpt}", "hydra.run.dir=reflow", cwd=tmp_path)  # fmt: skip
     assert json.loads((tmp_path / "reflow" / "results.json").read_text())["status"] == "completed"
+    # Autoguided pairs: the ODE of the guided eps, so the same noise (seed, batch) gives other
+    # images, each a function of its noise: the teacher guided by the reflow model, sampled from it.
+    guide = tmp_path / "reflow" / "checkpoints" / "last.ckpt"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="reflow", overrides=[f"ckpt={ckpt}", "num_pairs=8", "batch_size=8", "sampler.steps=2",
+                      f"out={tmp_path / 'guided.pt'}", f"guide_ckpt={guide}", "guide_scale=3.0"])  # fmt: skip
+    guided = torch.load(draw_pairs(cfg), weights_only=True)
+    assert torch.equal(guided["noise"], pairs["noise"][:8]) and not torch.allclose(
+        guided["images"], pairs["images"][:8]
+    )
+    assert guided["autoguidance"] == {"guide_checkpoint": str(guide.resolve()), "guide_scale": 3.0}
+    teacher = load_checkpoint(ckpt, sampler=cfg.sampler)
+    teacher.set_guide(load_checkpoint(guide), 3.0)
+    assert torch.allclose(guided["images"], teacher.sample(8, noise=guided["noise"]), atol=1e-5)
 
 
 def test_sample_reports_missing_and_foreign_checkpoints(tmp_path):

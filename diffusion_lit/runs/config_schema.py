@@ -130,6 +130,8 @@ class ReflowConfig:
     num_pairs: int = 10000
     batch_size: int = 256
     guidance_scale: float | None = None
+    guide_ckpt: str | None = None
+    guide_scale: float = 2.0
     seed: int = 0
     sample_precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] | None = None
     device: str = "auto"

@@ -4,6 +4,9 @@ trained model's ODE makes of it, so that the next rectified flow, trained on the
 
 The pairs must come from a deterministic sampler (an ODE solver): with fresh noise inside the
 sampler the image would not be a function of its noise, and the pairing would teach nothing.
+Autoguidance (Karras et al. 2024: ``guide_ckpt``, a weaker checkpoint of the same data) keeps it an
+ODE, of the guided velocity, so it may lift the pairs' quality where the model's own ODE falls short
+of what its stochastic samplers reach.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lit.data.pairs import pairs_record
-from diffusion_lit.lit.build import load_checkpoint
+from diffusion_lit.lit.build import attach_guide, load_checkpoint
 from diffusion_lit.runs.config_schema import ReflowConfig, check_config_types
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.devices import resolve_device
@@ -58,6 +61,7 @@ def draw_pairs(cfg: DictConfig) -> Path:
     check_deterministic(cfg.sampler)
     device = resolve_device(cfg.device)
     module = load_checkpoint(cfg.ckpt, sampler=cfg.sampler, sample_precision=cfg.get("sample_precision")).to(device)
+    attach_guide(module, cfg.get("guide_ckpt"), cfg.guide_scale)
     if module.formulation.name != "flow":
         console.print(
             f"note: {cfg.ckpt} is a {module.formulation.name} model; its ODE pairs can train a rectified flow too.",
@@ -88,6 +92,7 @@ def draw_pairs(cfg: DictConfig) -> Path:
         module.run_config.get("data"),
         source_checkpoint=str(Path(cfg.ckpt).resolve()),
         sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
+        autoguidance=module.autoguidance,
         seed=cfg.seed,
         seconds=round(time.perf_counter() - started, 1),
     )

@@ -3,7 +3,7 @@
     python experiments/samplers/compare.py --ckpt outputs/<run>/checkpoints/last.ckpt \
         [--configs ddpm:50 ddim:20 strided ...] [--metrics fid digits --extractor domain] \
         [--data-root ../shared/datasets] [--num-samples 256] [--batch-size 256] [--seed 1234] \
-        [--device cpu] [--guidance-scale W] [--out experiments/samplers]
+        [--device cpu] [--guidance-scale W] [--guide-ckpt WEAKER_CKPT --guide-scale W] [--out experiments/samplers]
 
 Each configuration (``sampler:steps``, or a sampler name alone for its config's default) draws
 the same number of samples from the same starting noise (one generator seeded with --seed), so
@@ -29,7 +29,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from diffusion_lit.lit.build import data_module_for, load_checkpoint
+from diffusion_lit.lit.build import attach_guide, data_module_for, load_checkpoint
 from diffusion_lit.lit.sample_metrics import (
     SAMPLE_METRICS,
     SampleMetrics,
@@ -134,6 +134,11 @@ def main() -> None:
         "--weights", choices=("ema", "raw"), default="ema",
         help="the checkpoint's EMA weights (what every command samples from) or the optimizer's raw ones beside them",
     )  # fmt: skip
+    parser.add_argument(
+        "--guide-ckpt", type=Path, default=None,
+        help="autoguidance (Karras et al. 2024) by this weaker checkpoint of the same data; its calls are counted",
+    )  # fmt: skip
+    parser.add_argument("--guide-scale", type=float, default=2.0, help="the autoguidance weight w (with --guide-ckpt)")
     parser.add_argument("--out", type=Path, default=Path("experiments/samplers"))
     args = parser.parse_args()
     configs = [parse_config(text) for text in args.configs]
@@ -145,6 +150,7 @@ def main() -> None:
         if not module.num_classes:
             raise UserError(f"--guidance-scale needs a class-conditional model; {args.ckpt} is unconditional.")
         module.guidance_scale = args.guidance_scale
+    attach_guide(module, args.guide_ckpt, args.guide_scale)
     datamodule = data_module_for(module, {"root": args.data_root})
     extractor = instantiate(OmegaConf.load(Path(CONFIG_DIR) / "extractor" / f"{args.extractor}.yaml"))
     metrics = SampleMetrics(args.metrics, module, datamodule, sample_metrics_config(args.num_real), extractor)
@@ -166,6 +172,7 @@ def main() -> None:
         quality = metrics(samples, labels) if args.metrics else datamodule.sample_metrics(samples)
         label = f"{name} {cfg.get('steps') or ('stride ' + str(cfg.stride) if name == 'strided' else 'all')}"
         label += "".join(f", {option}" for option in options) + (", raw weights" if args.weights == "raw" else "")
+        label += f", autoguided w={args.guide_scale:g}" if args.guide_ckpt else ""
         if "triangle_validity" in quality:  # binomial standard error of the share
             share = quality["triangle_validity"]
             quality["triangle_validity_se"] = (share * (1.0 - share) / args.num_samples) ** 0.5
