@@ -58,6 +58,8 @@ WRONG_TRAINING_INPUTS = [
     ("model.num_classes=two", "model.num_classes='two' is not valid"),
     ("model.prediction=noise", "model.prediction must be one of ['eps', 'x0', 'v']"),
     ("lr_decay=linear", "lr_decay must be one of ['none', 'cosine']"),
+    ("model.loss=mae", "model.loss must be one of ['mse', 'l1', 'huber', 'pseudo_huber']"),
+    ("model.sample_precision=16-mixed", "model.sample_precision must be one of ['32-true', 'bf16-mixed', 'auto']"),
     ("seed=abc", "seed='abc' is not valid"),
     ("data.batch_size=1.5", "data.batch_size=1.5 is not valid"),
     ("model.net.base_channels=wide", "model.net.base_channels='wide' is not valid"),

@@ -1,18 +1,24 @@
 """The training losses: one value per sample, and the pseudo-Huber loss against its definition."""
 
 import math
+from typing import get_args
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from diffusion_lit.lit.module import LOSSES, PSEUDO_HUBER_C, pseudo_huber
+from diffusion_lit.lit.module import LOSSES, PSEUDO_HUBER_C, Loss, pseudo_huber
 
 
 def errors(scale: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     target = torch.randn((6, 3, 4, 4), generator=generator, dtype=torch.float64)
     return target + scale * torch.randn(target.shape, generator=generator, dtype=torch.float64), target
+
+
+def test_the_loss_names_the_config_accepts_are_the_losses_there_are():
+    """model.loss's type (the config schema reads it) and the table of loss functions list the same names."""
+    assert sorted(get_args(Loss)) == sorted(LOSSES)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

@@ -22,6 +22,12 @@ from typing import Any, Literal
 
 from omegaconf import MISSING, DictConfig
 
+from diffusion_lit.diffusion.likelihood import ReverseVariance
+from diffusion_lit.diffusion.ode_likelihood import Trace
+from diffusion_lit.diffusion.process import Prediction
+from diffusion_lit.lit.base import LrDecay
+from diffusion_lit.lit.module import Loss, Weighting
+from diffusion_lit.lit.precision import SamplePrecision
 from diffusion_lit.utils.config_types import check_section, walk_instantiated
 
 
@@ -29,16 +35,16 @@ from diffusion_lit.utils.config_types import check_section, walk_instantiated
 class ModelConfig:
     """``model``: the diffusion model around the net (conf/model/*.yaml, train.yaml)."""
 
-    prediction: Literal["eps", "x0", "v"] = "eps"
-    loss: Literal["mse", "l1", "huber", "pseudo_huber"] = "mse"
-    weighting: Literal["uniform", "min_snr"] = "uniform"
+    prediction: Prediction = "eps"
+    loss: Loss = "mse"
+    weighting: Weighting = "uniform"
     min_snr_gamma: float = 5.0
     num_classes: int = 0
     cond_drop_prob: float = 0.1
     guidance_scale: float = 1.0
     channels_last: bool = False
     compile: bool = False
-    sample_precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] = "32-true"
+    sample_precision: SamplePrecision = "32-true"
     net: Any = None
 
 
@@ -75,7 +81,7 @@ class TrainConfig:
     optimized_metric: str | None = None
     float32_matmul_precision: Literal["highest", "high", "medium"] | None = None
     lr_warmup_steps: int = 0
-    lr_decay: Literal["none", "cosine"] = "none"
+    lr_decay: LrDecay = "none"
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     denoiser: DenoiserConfig | None = None
@@ -116,7 +122,7 @@ class SampleConfig:
     guide_ckpt: str | None = None
     guide_scale: float = 2.0
     seed: int = 0
-    sample_precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] | None = None
+    sample_precision: SamplePrecision | None = None
     device: str = "auto"
     sampler: Any = None
 
@@ -133,7 +139,7 @@ class ReflowConfig:
     guide_ckpt: str | None = None
     guide_scale: float = 2.0
     seed: int = 0
-    sample_precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] | None = None
+    sample_precision: SamplePrecision | None = None
     device: str = "auto"
     sampler: Any = None
 
@@ -142,8 +148,8 @@ class ReflowConfig:
 class NllOptions:
     method: Literal["bound", "ode"] = "bound"
     timesteps: int | None = None
-    variance: Literal["beta", "beta_tilde"] = "beta"
-    trace: Literal["hutchinson", "exact"] = "hutchinson"
+    variance: ReverseVariance = "beta"
+    trace: Trace = "hutchinson"
     probes: int = 2
     rtol: float = 1.0e-5
     atol: float = 1.0e-5
@@ -179,7 +185,7 @@ class EvaluateConfig:
     gallery: str | None = None
     batch_size: int = 64
     seed: int = 0
-    sample_precision: Literal["32-true", "bf16-mixed", "16-mixed", "auto"] | None = None
+    sample_precision: SamplePrecision | None = None
     device: str = "auto"
     out: str | None = None
     data: DataOverrides = field(default_factory=DataOverrides)
