@@ -175,6 +175,11 @@ def attach_guide(module: DiffusionModule, guide_ckpt: str | None, guide_scale: f
     data and schedule, e.g. an earlier snapshot of the run) as ``module``'s guide at ``guide_scale``."""
     if guide_ckpt is None:
         return
+    if not Path(guide_ckpt).expanduser().is_file():
+        raise UserError(
+            f"guide_ckpt={guide_ckpt}: no checkpoint there. Pass guide_ckpt=<run dir>/checkpoints/last.ckpt of a "
+            "weaker run of the same data and schedule (a shorter run, or an earlier snapshot of this one)."
+        )
     guide = load_checkpoint(guide_ckpt, sample_precision=module.sample_precision)
     module.set_guide(guide, guide_scale)
 
