@@ -26,7 +26,7 @@ from diffusion_lit.diffusion.flow_samplers import (
 from diffusion_lit.diffusion.formulations import Flow
 from diffusion_lit.diffusion.mixture import GaussianMixture
 from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, flow_betas
-from diffusion_lit.lit.build import attach_guide, build_module, data_module_for
+from diffusion_lit.lit.build import attach_guide, build_module, data_module_for, initialise_from
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.sample_metrics import SampleMetrics, sample_metrics_config
 from diffusion_lit.runs.reflow import check_deterministic
@@ -265,8 +265,10 @@ def test_a_reflow_batch_uses_its_own_noise(tmp_path):
             check_deterministic(sampler)
     sampler.s_churn = 0.0
     check_deterministic(sampler)  # Heun without churn is an ODE solver
-    with pytest.raises(UserError, match="guide_ckpt=.*missing.ckpt: no checkpoint there"):
+    with pytest.raises(UserError, match="checkpoint not found: .*missing.ckpt. Pass guide_ckpt="):
         attach_guide(module, str(tmp_path / "missing.ckpt"), 2.0)  # reflow, sample and evaluate's guide_ckpt
+    with pytest.raises(UserError, match="checkpoint not found: .*missing.ckpt. Pass init_weights="):
+        initialise_from(module, tmp_path / "missing.ckpt")  # the reflow's starting weights
 
 
 def test_reflow_pairs_build_the_network_for_their_own_size(tmp_path):

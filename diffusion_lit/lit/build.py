@@ -119,6 +119,7 @@ def load_checkpoint(
     kind: type | None = DiffusionModule,
     sample_precision: str | None = None,
     weights: str = "ema",
+    key: str = "ckpt",
 ) -> DiffusionModule | SingleStepDenoiser:
     """Rebuild the module stored in a diffusion_lit checkpoint and load its (EMA) weights.
 
@@ -126,11 +127,12 @@ def load_checkpoint(
     sampler config and ``model.sample_precision`` saved with the checkpoint. ``kind`` is the
     module class the caller can use (None: any). ``weights="raw"`` loads the weights the optimizer
     left instead of their EMA (a run without the EMA callback has only those: ``state_dict``).
+    ``key`` is the option the path came from, named when it is missing.
     """
     check_choice("weights", weights, ("ema", "raw"))
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}. Pass ckpt=<run dir>/checkpoints/last.ckpt of a training run.")
+        raise UserError(f"checkpoint not found: {path}. Pass {key}=<run dir>/checkpoints/last.ckpt of a training run.")
     try:
         checkpoint: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # a truncated or foreign file: say so instead of a pickle traceback
@@ -175,12 +177,7 @@ def attach_guide(module: DiffusionModule, guide_ckpt: str | None, guide_scale: f
     data and schedule, e.g. an earlier snapshot of the run) as ``module``'s guide at ``guide_scale``."""
     if guide_ckpt is None:
         return
-    if not Path(guide_ckpt).expanduser().is_file():
-        raise UserError(
-            f"guide_ckpt={guide_ckpt}: no checkpoint there. Pass guide_ckpt=<run dir>/checkpoints/last.ckpt of a "
-            "weaker run of the same data and schedule (a shorter run, or an earlier snapshot of this one)."
-        )
-    guide = load_checkpoint(guide_ckpt, sample_precision=module.sample_precision)
+    guide = load_checkpoint(guide_ckpt, sample_precision=module.sample_precision, key="guide_ckpt")
     module.set_guide(guide, guide_scale)
 
 
@@ -201,11 +198,7 @@ def data_module_for(module: DiffusionModule, overrides: DictConfig | dict | None
 def initialise_from(module: DiffusionModule, path: str | Path) -> None:
     """Copy the (EMA) network weights of checkpoint ``path`` into ``module`` before training
     (``init_weights``: reflow starts from the model whose pairs it trains on, Liu et al. 2022)."""
-    if not Path(path).expanduser().is_file():
-        raise UserError(
-            f"init_weights={path} is not a file: pass a checkpoint of an earlier run (<run>/checkpoints/last.ckpt)."
-        )
-    source = load_checkpoint(Path(path).expanduser(), kind=None)
+    source = load_checkpoint(path, kind=None, key="init_weights")
     try:
         module.net.load_state_dict(source.net.state_dict())
     except RuntimeError as error:
