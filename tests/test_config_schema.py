@@ -82,6 +82,8 @@ WRONG_TRAINING_INPUTS = [
     ("eval.guide_scale=-2", "eval.guide_scale must be >= 0"),
     ("eval.num_samples=-1", "eval.num_samples must be >= 0"),
     ("eval.metrics=[fidd]", "fidd"),
+    ("eval.reference_split=test", "eval.reference_split must be one of ['train', 'val']"),
+    ("callbacks.fid.reference_split=test", "callbacks.fid.reference_split must be one of ['train', 'val']"),
     ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path=/nonexistent/last.ckpt is not a file"),
     ("data.image_size=7", "image_size"),
     ("model.net.channel_mults=[1,0]", "channel_mults"),

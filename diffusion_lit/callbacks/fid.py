@@ -20,6 +20,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from diffusion_lit.callbacks.cadence import is_due
+from diffusion_lit.data.base import Split
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.sample_metrics import real_features
 from diffusion_lit.metrics.features import DomainFeatures, FeatureExtractor, check_extractor
@@ -50,7 +51,7 @@ class FIDCallback(Callback):
         num_samples: int = 1000,
         num_real: int = 10000,
         extractor: FeatureExtractor = DomainFeatures,
-        reference_split: str = "train",
+        reference_split: Split = "train",
         batch_size: int = 256,
         seed: int = 0,
         kid: bool = False,

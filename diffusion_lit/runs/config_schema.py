@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from omegaconf import MISSING, DictConfig
 
+from diffusion_lit.data.base import Split
 from diffusion_lit.diffusion.likelihood import ReverseVariance
 from diffusion_lit.diffusion.ode_likelihood import Trace
 from diffusion_lit.diffusion.process import Prediction
@@ -58,7 +59,7 @@ class EvalConfig:
     metrics: list[str] = field(default_factory=list)
     extractor: Any = None
     num_real: int = 10000
-    reference_split: Literal["train", "val", "test"] = "train"
+    reference_split: Split = "train"
     guide: str | None = None
     guide_scale: float = 2.0
 
@@ -172,12 +173,12 @@ class EvaluateConfig:
 
     ckpt: str = MISSING
     metrics: Any = "nll"  # a name or a list: checked against the metric names
-    split: Literal["train", "val", "test"] = "val"
+    split: Split = "val"
     num_images: int = 256
     num_samples: int = 1000
     sample_batch_size: int = 256
     num_real: int = 10000
-    reference_split: Literal["train", "val", "test"] = "train"
+    reference_split: Split = "train"
     guidance_scale: float | None = None
     guide_ckpt: str | None = None
     guide_scale: float = 2.0
@@ -205,7 +206,7 @@ class EditConfig:
     out: str | None = None
     image: str | None = None
     indices: list[int] = field(default_factory=list)
-    split: Literal["train", "val", "test"] = "val"
+    split: Split = "val"
     mask: str = "center"
     labels: Any = None
     guidance_scale: float | None = None
