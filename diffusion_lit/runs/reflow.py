@@ -100,8 +100,9 @@ def draw_pairs(cfg: DictConfig) -> Path:
     with atomic_write(out) as file:
         torch.save(pairs, file)
     console.print(
-        f"wrote {cfg.num_pairs} pairs to {out}. Next: python -m diffusion_lit.train formulation=flow data=reflow_pairs "
-        f"data.path={out} init_weights={cfg.ckpt} (and the model options of the run that made {cfg.ckpt}).",
+        f"wrote {cfg.num_pairs} pairs to {out}. Next: python -m diffusion_lit.train experiment=reflow "
+        f"data.path={out} init_weights={cfg.ckpt} (and the model options of the run that made {cfg.ckpt}), "
+        "then experiment=reflow_distill for one call (README: Reflow).",
         highlight=False,
     )
     return out
