@@ -20,7 +20,10 @@ from diffusion_lit.utils.paths import CONFIG_DIR
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="reflow")
 def main(cfg: DictConfig) -> None:
-    report_user_errors(lambda: draw_pairs(cfg))
+    try:
+        report_user_errors(lambda: draw_pairs(cfg))
+    except KeyboardInterrupt:  # draw_pairs has kept the pairs drawn so far and said where
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from diffusion_lit.diffusion.likelihood import variational_bound
 from diffusion_lit.editing.tasks import sdedit_task
 from diffusion_lit.lit.build import load_checkpoint
+from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.plot_schedules import schedule_options
 from diffusion_lit.runs.reflow import draw_pairs
 from diffusion_lit.runs.report import draw_run_losses, logged_curve
@@ -160,9 +161,10 @@ def test_edm_formulation_trains_and_evaluates_with_every_kind_of_sampler(tmp_pat
     assert all(math.isfinite(value) and value > 0 for value in bound.bits_per_dim().values())
 
 
-def test_flow_trains_with_ot_evaluates_with_flow_samplers_and_reflows(tmp_path):
+def test_flow_trains_with_ot_evaluates_with_flow_samplers_and_reflows(tmp_path, monkeypatch):
     """formulation=flow end to end: training with OT pairs, the flow samplers and an edit task on
-    its checkpoint, reflow pairs drawn and a second flow trained on them from its weights."""
+    its checkpoint, reflow pairs drawn (and an interrupted draw resumed) and a second flow trained
+    on them from its weights."""
     run_cli("diffusion_lit.train", *SMOKE, "formulation=flow", "formulation.coupling=ot", "hydra.run.dir=flow",
             cwd=tmp_path)  # fmt: skip
     ckpt = tmp_path / "flow" / "checkpoints" / "last.ckpt"
@@ -190,6 +192,37 @@ def test_flow_trains_with_ot_evaluates_with_flow_samplers_and_reflows(tmp_path):
             "out=pairs.pt", cwd=tmp_path)  # fmt: skip
     pairs = torch.load(tmp_path / "pairs.pt", weights_only=True)
     assert pairs["images"].shape == pairs["noise"].shape == (24, 1, 16, 16)
+    # Interrupted at its third batch (Ctrl-C), the draw has kept its first two in the partial file; a
+    # draw of other pairs refuses that file, and the same draw resumes from it to the uninterrupted pairs.
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        overrides = [
+            "num_pairs=24",
+            "batch_size=8",
+            "sampler.steps=2",
+            "save_every=8",
+            f"out={tmp_path / 'resumed.pt'}",
+        ]
+        cfg = compose(config_name="reflow", overrides=[f"ckpt={ckpt}", *overrides])
+    sample, calls = DiffusionModule.sample, []
+
+    def interrupted_at_third_batch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return sample(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DiffusionModule, "sample", interrupted_at_third_batch)
+        with pytest.raises(KeyboardInterrupt):
+            draw_pairs(cfg)
+    partial = tmp_path / "resumed.partial.pt"
+    assert torch.equal(torch.load(partial, weights_only=True)["noise"], pairs["noise"][:16])
+    assert not (tmp_path / "resumed.pt").exists()
+    with pytest.raises(UserError, match="interrupted draw with other seed"):
+        draw_pairs(OmegaConf.merge(cfg, {"seed": 1}))
+    resumed = torch.load(draw_pairs(cfg), weights_only=True)
+    assert torch.equal(resumed["noise"], pairs["noise"]) and not partial.exists()
+    assert torch.allclose(resumed["images"], pairs["images"], atol=1e-5)
     run_cli("diffusion_lit.train", *SMOKE, "formulation=flow", "data=reflow_pairs", "data.path=pairs.pt",
             f"init_weights={ckpt}", "hydra.run.dir=reflow", cwd=tmp_path)  # fmt: skip
     assert json.loads((tmp_path / "reflow" / "results.json").read_text())["status"] == "completed"

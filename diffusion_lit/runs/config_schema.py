@@ -136,6 +136,7 @@ class ReflowConfig:
     out: str = "reflow_pairs.pt"
     num_pairs: int = 10000
     batch_size: int = 256
+    save_every: int = 5000
     guidance_scale: float | None = None
     guide_ckpt: str | None = None
     guide_scale: float = 2.0
