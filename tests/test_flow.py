@@ -29,7 +29,7 @@ from diffusion_lit.diffusion.schedules import NoiseSchedule, cosine_betas, flow_
 from diffusion_lit.lit.build import attach_guide, build_module, data_module_for, initialise_from
 from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.lit.sample_metrics import SampleMetrics, sample_metrics_config
-from diffusion_lit.runs.reflow import check_deterministic
+from diffusion_lit.runs.reflow import check_deterministic, draw_pairs
 from diffusion_lit.utils.errors import UserError
 from diffusion_lit.utils.paths import CONFIG_DIR
 
@@ -269,6 +269,25 @@ def test_a_reflow_batch_uses_its_own_noise(tmp_path):
         attach_guide(module, str(tmp_path / "missing.ckpt"), 2.0)  # reflow, sample and evaluate's guide_ckpt
     with pytest.raises(UserError, match="checkpoint not found: .*missing.ckpt. Pass init_weights="):
         initialise_from(module, tmp_path / "missing.ckpt")  # the reflow's starting weights
+
+
+WRONG_REFLOW_INPUTS = [
+    ("num_pairs=0", "num_pairs must be >= 1, got 0."),
+    ("batch_size=-1", "batch_size must be >= 1, got -1."),
+    ("save_every=0", "save_every must be >= 1, got 0."),
+    ("out=pairs.npz", "out must end in .pt, got 'pairs.npz'."),
+    ("sampler=flow_sde", "reflow pairs need a deterministic sampler"),
+    ("num_pairs=many", "num_pairs='many' is not valid"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("override, message", WRONG_REFLOW_INPUTS, ids=[case[0] for case in WRONG_REFLOW_INPUTS])
+def test_a_wrong_reflow_input_stops_the_draw_before_the_checkpoint_is_read(override, message):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="reflow", overrides=["ckpt=never_read.ckpt", override])
+    with pytest.raises(UserError) as raised:
+        draw_pairs(cfg)
+    assert message in str(raised.value) and "never_read" not in str(raised.value)
 
 
 def test_reflow_pairs_build_the_network_for_their_own_size(tmp_path):
