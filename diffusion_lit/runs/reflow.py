@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from diffusion_lit.data.pairs import pairs_record
 from diffusion_lit.lit.build import attach_guide, load_checkpoint
+from diffusion_lit.lit.module import DiffusionModule
 from diffusion_lit.runs.config_schema import ReflowConfig, check_config_types
 from diffusion_lit.utils.console import console
 from diffusion_lit.utils.devices import resolve_device
@@ -55,21 +56,19 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.stem + ".partial.pt")
 
 
-def draw_identity(cfg: DictConfig, image_shape: tuple[int, ...]) -> dict[str, Any]:
-    """What makes two draws the same sequence of pairs: a partial file resumes only a draw that
-    matches it in all of these."""
-    guided = bool(cfg.get("guide_ckpt"))
+def draw_identity(cfg: DictConfig, module: DiffusionModule) -> dict[str, Any]:
+    """What makes two draws the same sequence of pairs (a partial file resumes only a draw that
+    matches it in all of these); the pairs file records the first three as its provenance."""
     return {
         "source_checkpoint": str(Path(cfg.ckpt).expanduser().resolve()),
         "sampler": OmegaConf.to_container(cfg.sampler, resolve=True),
-        "guide_checkpoint": str(Path(cfg.guide_ckpt).expanduser().resolve()) if guided else None,
-        "guide_scale": float(cfg.guide_scale) if guided else None,
+        "autoguidance": module.autoguidance,
         "guidance_scale": cfg.guidance_scale,
         "sample_precision": cfg.get("sample_precision"),
         "num_pairs": int(cfg.num_pairs),
         "batch_size": int(cfg.batch_size),
         "seed": int(cfg.seed),
-        "image_shape": list(image_shape),
+        "image_shape": list(module.image_shape),
     }
 
 
@@ -157,7 +156,8 @@ def draw_pairs(cfg: DictConfig) -> Path:
             highlight=False,
         )
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    drawn = DrawnPairs(partial_path(out), draw_identity(cfg, tuple(module.image_shape)), generator)
+    identity = draw_identity(cfg, module)
+    drawn = DrawnPairs(partial_path(out), identity, generator)
     drawn.resume()
     first = drawn.count
     if first:
@@ -189,9 +189,9 @@ def draw_pairs(cfg: DictConfig) -> Path:
         labels,
         module.num_classes,
         module.run_config.get("data"),
-        source_checkpoint=str(Path(cfg.ckpt).resolve()),
-        sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
-        autoguidance=module.autoguidance,
+        source_checkpoint=identity["source_checkpoint"],
+        sampler=identity["sampler"],
+        autoguidance=identity["autoguidance"],
         seed=cfg.seed,
         seconds=round(drawn.seconds_before + time.perf_counter() - started, 1),
     )
